@@ -1,0 +1,322 @@
+// The settings of one cgibox server: defaults in one place, validated once at startup (execa normalizeOptions).
+// Nothing here is validated per request; every other module reads a frozen Config with no optional fields.
+import {availableParallelism} from 'node:os'
+import path from 'node:path'
+
+export type SandboxLevel = 'none' | 'rlimit' | 'bwrap'
+export type SandboxSetting = SandboxLevel | 'auto'
+export const SANDBOX_SETTINGS: readonly SandboxSetting[] = ['auto', 'none', 'rlimit', 'bwrap']
+
+// Limits of one script run. Each is global and can be overridden per mount.
+export interface Limits {
+  /** Wall-clock deadline of a run. Default: `30_000`. */
+  readonly timeoutMs: number
+  /** Delay between SIGTERM and SIGKILL for trusted levels (none, rlimit). Default: `2_000`. */
+  readonly killGraceMs: number
+  /** Response body bytes a script may write. Default: `128 MiB`. */
+  readonly maxOutputBytes: number
+  /** Request body bytes a script may receive (413 past it). Default: `64 MiB`. */
+  readonly maxBodyBytes: number
+  /** Size of the script's CGI header block. Default: `64 KiB`. */
+  readonly maxHeaderBytes: number
+  /** CPU seconds per process (RLIMIT_CPU). Default: `30`. */
+  readonly cpuSeconds: number
+  /** Memory of a run: cgroup memory limit when available, else the data segment per process. Default: `512 MiB`. */
+  readonly memoryBytes: number
+  /** Processes and threads of a run (cgroup pids.max, else RLIMIT_NPROC on a per-run uid). Default: `64`. */
+  readonly maxProcesses: number
+  /** Largest file a script may write (RLIMIT_FSIZE). Default: `16 MiB`. */
+  readonly maxFileBytes: number
+  /** Open files per process (RLIMIT_NOFILE). Default: `256`. */
+  readonly maxOpenFiles: number
+  /** Size of the private /tmp of a bwrap run. Default: `16 MiB`. */
+  readonly tmpBytes: number
+  /** stderr bytes kept for the log per run; the rest is read and dropped. Default: `64 KiB`. */
+  readonly maxStderrBytes: number
+}
+
+// A URL prefix served by one executable (Apache ScriptAlias + SetEnv).
+export interface Mount {
+  /** URL prefix, starting and ending with `/`, e.g. `/git/`. */
+  readonly prefix: string
+  /** Absolute path of the executable. */
+  readonly program: string
+  /** Extra environment for the program, applied after the CGI variables. */
+  readonly env: Readonly<Record<string, string>>
+  /** Limits of this mount (global limits with the mount's overrides). */
+  readonly limits: Limits
+  /** The sandbox level this mount needs at least; cgibox refuses to start without it. Default: none. */
+  readonly requireSandbox: SandboxLevel | null
+  /** Export the Authorization header as HTTP_AUTHORIZATION. Default: the global setting. */
+  readonly passAuthorization: boolean
+}
+
+export interface Config {
+  /** Default: `127.0.0.1`. */
+  readonly host: string
+  /** Default: `8080`; 0 picks a free port. */
+  readonly port: number
+  /** Document root, absolute. Default: `./htdocs`. */
+  readonly htdocs: string
+  /** Script directory mounted at /cgi-bin/ and /htbin/, absolute. Default: `./cgi-bin`. */
+  readonly cgiBin: string
+  /** Default: `auto`. */
+  readonly sandbox: SandboxSetting
+  readonly limits: Limits
+  /** Scripts running at once. Default: `2 × cores`. */
+  readonly maxConcurrent: number
+  /** Scripts waiting for a slot; past it, 503 at once. Default: `100`. */
+  readonly maxQueued: number
+  /** How long a script waits for a slot before 503. Default: `10_000`. */
+  readonly queueTimeoutMs: number
+  /** How long running scripts may finish after SIGINT/SIGTERM. Default: `5_000`. */
+  readonly shutdownGraceMs: number
+  readonly mounts: readonly Mount[]
+  /** Extension (lower case, with dot) → command that runs a script with it. */
+  readonly interpreters: Readonly<Record<string, readonly string[]>>
+  /** Extensions that run as scripts anywhere under htdocs. Default: `['.py', '.ts']`. */
+  readonly pageExtensions: readonly string[]
+  /** Extra environment for every script. Default: `{}`. */
+  readonly env: Readonly<Record<string, string>>
+  /** Export the Authorization header to scripts (HTTP_AUTHORIZATION). Default: `false`. */
+  readonly passAuthorization: boolean
+  /** User scripts run as when cgibox runs as root. Default: `nobody`. */
+  readonly user: string
+  /** First uid of the per-run uid pool used for process limits when cgibox is root and has no cgroups. Default: `61000`. */
+  readonly uidPoolStart: number
+  /** Size of that pool. Default: `1000`. */
+  readonly uidPoolSize: number
+  /** Accept uploads into listed directories. Default: `false`. */
+  readonly upload: boolean
+  /** Largest upload. Default: `64 MiB`. */
+  readonly maxUploadBytes: number
+  /** Where transpiled .ts pages are cached. Default: `<os tmpdir>/cgibox-cache-<uid>`. */
+  readonly cacheDir: string
+  /** `combined`, `common` or `off`. Default: `combined`. */
+  readonly accessLog: 'combined' | 'common' | 'off'
+}
+
+const MIB = 1024 * 1024
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  timeoutMs: 30_000,
+  killGraceMs: 2_000,
+  maxOutputBytes: 128 * MIB,
+  maxBodyBytes: 64 * MIB,
+  maxHeaderBytes: 64 * 1024,
+  cpuSeconds: 30,
+  memoryBytes: 512 * MIB,
+  maxProcesses: 64,
+  maxFileBytes: 16 * MIB,
+  maxOpenFiles: 256,
+  tmpBytes: 16 * MIB,
+  maxStderrBytes: 64 * 1024,
+})
+
+export const DEFAULT_INTERPRETERS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  '.py': ['python3'],
+  '.ts': ['cgibox-ts'],
+  '.mts': ['cgibox-ts'],
+  '.js': ['node'],
+  '.mjs': ['node'],
+  '.pl': ['perl'],
+  '.rb': ['ruby'],
+  '.php': ['php-cgi'],
+  '.sh': ['sh'],
+})
+
+const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]
+const TOP_KEYS = [
+  'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
+  'mounts', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart', 'uidPoolSize',
+  'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'limits', ...LIMIT_KEYS,
+]
+const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', ...LIMIT_KEYS]
+
+// Raw settings as they come from a JSON file or the command line; limits may sit at the top level or under `limits`.
+export type RawConfig = Record<string, unknown>
+
+// Turns raw settings (file, then flags) into a frozen Config; throws a TypeError naming option, value and expectation.
+export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config {
+  validateKnownKeys(raw, TOP_KEYS, 'config')
+  const {
+    host = '127.0.0.1',
+    port = 8080,
+    htdocs = 'htdocs',
+    cgiBin = 'cgi-bin',
+    sandbox = 'auto',
+    maxConcurrent = 2 * availableParallelism(),
+    maxQueued = 100,
+    queueTimeoutMs = 10_000,
+    shutdownGraceMs = 5_000,
+    mounts = [],
+    interpreters = {},
+    pageExtensions = ['.py', '.ts'],
+    env = {},
+    passAuthorization = false,
+    user = 'nobody',
+    uidPoolStart = 61_000,
+    uidPoolSize = 1_000,
+    upload = false,
+    maxUploadBytes = 64 * MIB,
+    cacheDir = path.join(process.env.TMPDIR ?? '/tmp', `cgibox-cache-${process.getuid?.() ?? 0}`),
+    accessLog = 'combined',
+  } = raw
+  const limits = normalizeLimits(raw, DEFAULT_LIMITS, '')
+  const normalizedPassAuthorization = expectBoolean('passAuthorization', passAuthorization)
+  const config: Config = {
+    host: expectString('host', host),
+    port: expectInteger('port', port, 0, 65_535),
+    htdocs: path.resolve(baseDir, expectString('htdocs', htdocs)),
+    cgiBin: path.resolve(baseDir, expectString('cgiBin', cgiBin)),
+    sandbox: expectOneOf('sandbox', sandbox, SANDBOX_SETTINGS),
+    limits,
+    maxConcurrent: expectInteger('maxConcurrent', maxConcurrent, 1),
+    maxQueued: expectInteger('maxQueued', maxQueued, 0),
+    queueTimeoutMs: expectInteger('queueTimeoutMs', queueTimeoutMs, 0),
+    shutdownGraceMs: expectInteger('shutdownGraceMs', shutdownGraceMs, 0),
+    mounts: expectArray('mounts', mounts).map((mount, index) =>
+      normalizeMount(mount, index, limits, normalizedPassAuthorization, baseDir)),
+    interpreters: normalizeInterpreters(interpreters),
+    pageExtensions: expectStringArray('pageExtensions', pageExtensions).map((extension) =>
+      normalizeExtension('pageExtensions', extension)),
+    env: expectEnv('env', env),
+    passAuthorization: normalizedPassAuthorization,
+    user: expectString('user', user),
+    uidPoolStart: expectInteger('uidPoolStart', uidPoolStart, 1),
+    uidPoolSize: expectInteger('uidPoolSize', uidPoolSize, 1),
+    upload: expectBoolean('upload', upload),
+    maxUploadBytes: expectInteger('maxUploadBytes', maxUploadBytes, 0),
+    cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
+    accessLog: expectOneOf('accessLog', accessLog, ['combined', 'common', 'off'] as const),
+  }
+  return deepFreeze(config)
+}
+
+function normalizeLimits(raw: RawConfig, base: Limits, scope: string): Limits {
+  const nested = raw.limits === undefined ? {} : expectObject(`${scope}limits`, raw.limits)
+  validateKnownKeys(nested, LIMIT_KEYS, `${scope}limits`)
+  const merged: Record<string, unknown> = {...base, ...nested}
+  for (const key of LIMIT_KEYS) if (raw[key] !== undefined) merged[key] = raw[key]
+  const min: Partial<Record<keyof Limits, number>> = {timeoutMs: 1, maxHeaderBytes: 256, cpuSeconds: 1, maxProcesses: 1, maxOpenFiles: 16}
+  const limits = {} as Record<keyof Limits, number>
+  for (const key of LIMIT_KEYS) limits[key] = expectInteger(`${scope}${key}`, merged[key], min[key] ?? 0)
+  return limits
+}
+
+function normalizeMount(value: unknown, index: number, limits: Limits, passAuthorization: boolean, baseDir: string): Mount {
+  const scope = `mounts[${index}].`
+  const raw = expectObject(`mounts[${index}]`, value)
+  validateKnownKeys(raw, MOUNT_KEYS, `mounts[${index}]`)
+  const prefix = expectString(`${scope}prefix`, raw.prefix)
+  if (!/^\/(?:[A-Za-z0-9._~-]+\/)*$/.test(prefix) || prefix.split('/').some((part) => part === '..' || part === '.')) {
+    throw new TypeError(`Expected the \`${scope}prefix\` option to be a URL path starting and ending with /, got \`${prefix}\``)
+  }
+  const program = expectString(`${scope}program`, raw.program)
+  return {
+    prefix,
+    program: path.resolve(baseDir, program),
+    env: expectEnv(`${scope}env`, raw.env ?? {}),
+    limits: normalizeLimits(raw, limits, scope),
+    requireSandbox: raw.requireSandbox === undefined || raw.requireSandbox === null
+      ? null
+      : expectOneOf(`${scope}requireSandbox`, raw.requireSandbox, ['none', 'rlimit', 'bwrap'] as const),
+    passAuthorization: raw.passAuthorization === undefined
+      ? passAuthorization
+      : expectBoolean(`${scope}passAuthorization`, raw.passAuthorization),
+  }
+}
+
+function normalizeInterpreters(value: unknown): Record<string, readonly string[]> {
+  const raw = expectObject('interpreters', value)
+  const result: Record<string, readonly string[]> = {...DEFAULT_INTERPRETERS}
+  for (const [extension, command] of Object.entries(raw)) {
+    const key = normalizeExtension('interpreters', extension)
+    const argv = typeof command === 'string' ? [command] : command
+    const list = expectStringArray(`interpreters["${extension}"]`, argv)
+    if (list.length === 0) throw new TypeError(`Expected the \`interpreters["${extension}"]\` option to be a non-empty command, got \`[]\``)
+    result[key] = list
+  }
+  return result
+}
+
+function normalizeExtension(name: string, extension: string): string {
+  if (!/^\.[A-Za-z0-9]+$/.test(extension)) {
+    throw new TypeError(`Expected the \`${name}\` option to hold extensions like ".py", got \`${extension}\``)
+  }
+  return extension.toLowerCase()
+}
+
+function describe(value: unknown): string {
+  return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\` (${Array.isArray(value) ? 'array' : typeof value})`
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}
+
+function expectArray(name: string, value: unknown): unknown[] {
+  if (!Array.isArray(value)) throw new TypeError(`Expected the \`${name}\` option to be an array, got ${describe(value)}`)
+  return value
+}
+
+function expectBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`Expected the \`${name}\` option to be a boolean, got ${describe(value)}`)
+  return value
+}
+
+function expectEnv(name: string, value: unknown): Record<string, string> {
+  const raw = expectObject(name, value)
+  for (const [key, inner] of Object.entries(raw)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new TypeError(`Expected the \`${name}\` option to have variable names like FOO_BAR, got \`${key}\``)
+    if (typeof inner !== 'string' || inner.includes('\0')) {
+      throw new TypeError(`Expected the \`${name}.${key}\` option to be a string without NUL, got ${describe(inner)}`)
+    }
+  }
+  return raw as Record<string, string>
+}
+
+function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`
+    throw new TypeError(`Expected the \`${name}\` option to be ${range}, got ${describe(value)}`)
+  }
+  return value
+}
+
+function expectObject(name: string, value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`Expected the \`${name}\` option to be an object, got ${describe(value)}`)
+  }
+  return value as Record<string, unknown>
+}
+
+function expectOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !allowed.includes(value as T)) {
+    throw new TypeError(`Expected the \`${name}\` option to be one of ${allowed.join(', ')}, got ${describe(value)}`)
+  }
+  return value as T
+}
+
+function expectString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '' || value.includes('\0')) {
+    throw new TypeError(`Expected the \`${name}\` option to be a non-empty string, got ${describe(value)}`)
+  }
+  return value
+}
+
+function expectStringArray(name: string, value: unknown): string[] {
+  const list = expectArray(name, value)
+  for (const item of list) expectString(name, item)
+  return list as string[]
+}
+
+function validateKnownKeys(raw: Record<string, unknown>, known: readonly string[], scope: string): void {
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) throw new TypeError(`Unknown option \`${key}\` in ${scope}; known options: ${known.join(', ')}`)
+  }
+}

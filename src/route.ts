@@ -1,0 +1,24 @@
+// The outcome of routing one request path: what serves it. Produced by router.ts, consumed by server.ts.
+import type {Mount} from './config.js'
+
+// A script to run for a request (RFC 3875 §3.3: the script-URI split into SCRIPT_NAME and PATH_INFO).
+export interface ScriptRoute {
+  /** URL path of the script, decoded, e.g. `/cgi-bin/env.py` or `/git`. */
+  readonly scriptName: string
+  /** Decoded rest of the path after the script, `''` when there is none (RFC 3875 §4.1.5). */
+  readonly pathInfo: string
+  /** Absolute real path of the script file (for a program mount: the program). */
+  readonly scriptFilename: string
+  /** True for `nph-` scripts: their output goes to the client raw. */
+  readonly nph: boolean
+  /** The program mount serving this request, or null for cgi-bin and htdocs scripts. */
+  readonly mount: Mount | null
+  /** True when the script lives in the cgi-bin directory (unknown extensions then run by shebang). */
+  readonly inCgiBin: boolean
+}
+
+export type Route =
+  | {readonly kind: 'static'; readonly filePath: string}
+  | {readonly kind: 'directory'; readonly dirPath: string; readonly urlPath: string}
+  | {readonly kind: 'redirect'; readonly location: string}
+  | {readonly kind: 'script'; readonly script: ScriptRoute}
