@@ -74,7 +74,8 @@ export interface Config {
   readonly mounts: readonly Mount[]
   /** Extension (lower case, with dot) → command that runs a script with it. */
   readonly interpreters: Readonly<Record<string, readonly string[]>>
-  /** Extensions that run as scripts anywhere under htdocs. Default: `['.py', '.ts']`. */
+  /** Extensions that run as scripts anywhere under htdocs (never `.js`: those are browser assets there).
+   * Default: `['.py', '.ts', '.mts', '.pl', '.php', '.rb', '.sh', '.cgi']`. */
   readonly pageExtensions: readonly string[]
   /** Extra environment for every script. Default: `{}`. */
   readonly env: Readonly<Record<string, string>>
@@ -151,7 +152,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     shutdownGraceMs = 5_000,
     mounts = [],
     interpreters = {},
-    pageExtensions = ['.py', '.ts'],
+    pageExtensions = ['.py', '.ts', '.mts', '.pl', '.php', '.rb', '.sh', '.cgi'],
     env = {},
     passAuthorization = false,
     user = 'nobody',

@@ -1,0 +1,175 @@
+// Maps a request path to what serves it (script, static file, directory, redirect), with the path policy in one
+// place: decode once, refuse NUL, `..`, encoded separators and dotfiles, and keep real paths inside their root.
+// Deciding happens here; doing happens in cgi/run-cgi.ts and static/ (lighttpd cgi_is_handled vs the subrequest).
+import {realpath, stat} from 'node:fs/promises'
+import type {Stats} from 'node:fs'
+import path from 'node:path'
+import type {Config, Mount} from './config.js'
+import {BadRequestError, ForbiddenError, NotFoundError} from './errors.js'
+import type {Route, ScriptRoute} from './route.js'
+
+// The URL prefixes of the script directory (Python http.server's cgi_directories).
+export const CGI_PREFIXES: readonly string[] = ['cgi-bin', 'htbin']
+
+export interface Router {
+  resolveRoute(rawPath: string): Promise<Route>
+}
+
+interface Roots {
+  readonly htdocs: string
+  readonly cgiBin: string
+}
+
+// Splits the raw (undecoded) path of a request into decoded segments, enforcing the path policy.
+// Returns the segments and whether the path ended with a slash. Pure; throws HttpErrors.
+export function splitUrlPath(rawPath: string): {segments: string[]; trailingSlash: boolean} {
+  if (!rawPath.startsWith('/')) throw new BadRequestError(`path: not an absolute path: ${JSON.stringify(rawPath)}`)
+  const segments: string[] = []
+  for (const raw of rawPath.split('/')) {
+    if (raw === '') continue // `//` collapses, as every server does
+    let segment: string
+    try {
+      segment = decodeURIComponent(raw) // decoded exactly once: %252e stays the literal `%2e`
+    } catch (error) {
+      throw new BadRequestError(`path: bad percent-encoding in ${JSON.stringify(raw)}`, {cause: error})
+    }
+    if (segment.includes('\0')) throw new BadRequestError('path: NUL byte')
+    if (segment === '..' || segment === '.') throw new ForbiddenError(`path: dot segment in ${JSON.stringify(rawPath)}`)
+    // %2f and backslashes never act as separators: such a segment names nothing we serve.
+    if (segment.includes('/') || segment.includes('\\')) throw new NotFoundError(`path: separator inside a segment: ${JSON.stringify(raw)}`)
+    if (segment.startsWith('.')) throw new NotFoundError(`path: dotfile ${JSON.stringify(segment)}`)
+    segments.push(segment)
+  }
+  return {segments, trailingSlash: rawPath.endsWith('/') && segments.length > 0}
+}
+
+// True when `child` is `root` or lies inside it (both absolute, normalised).
+export function isInside(root: string, child: string): boolean {
+  return child === root || child.startsWith(root.endsWith(path.sep) ? root : root + path.sep)
+}
+
+// Builds the router over the real (symlink-resolved) roots; call once at startup.
+export async function createRouter(config: Config): Promise<Router> {
+  const roots: Roots = {htdocs: await realpath(config.htdocs), cgiBin: await realpath(config.cgiBin)}
+  const mounts = [...config.mounts].sort((a, b) => b.prefix.length - a.prefix.length)
+  const scriptExtensions = new Set(config.pageExtensions)
+  return {
+    async resolveRoute(rawPath) {
+      const {segments, trailingSlash} = splitUrlPath(rawPath)
+      const mount = findMount(mounts, segments)
+      if (mount) return mountRoute(mount, segments, trailingSlash)
+      if (segments.length > 0 && CGI_PREFIXES.includes(segments[0]!)) {
+        return cgiBinRoute(roots, segments, trailingSlash)
+      }
+      return htdocsRoute(roots, scriptExtensions, segments, trailingSlash, rawPath)
+    },
+  }
+}
+
+function findMount(mounts: readonly Mount[], segments: readonly string[]): Mount | null {
+  for (const mount of mounts) {
+    const prefix = mount.prefix.split('/').filter(Boolean)
+    if (prefix.every((part, index) => segments[index] === part)) return mount
+  }
+  return null
+}
+
+function mountRoute(mount: Mount, segments: readonly string[], trailingSlash: boolean): Route {
+  const depth = mount.prefix.split('/').filter(Boolean).length
+  const script: ScriptRoute = {
+    scriptName: '/' + segments.slice(0, depth).join('/'),
+    pathInfo: joinPathInfo(segments.slice(depth), trailingSlash),
+    scriptFilename: mount.program,
+    nph: path.basename(mount.program).startsWith('nph-'),
+    mount,
+    inCgiBin: false,
+  }
+  return {kind: 'script', script}
+}
+
+async function cgiBinRoute(roots: Roots, segments: readonly string[], trailingSlash: boolean): Promise<Route> {
+  const found = await findFirstFile(roots.cgiBin, segments, 1)
+  // The script directory is never listed and nothing in it is served as a file.
+  if (found === null) throw new ForbiddenError('path: directory listing of the script directory')
+  return {kind: 'script', script: scriptRoute(found, segments, trailingSlash, true)}
+}
+
+async function htdocsRoute(
+  roots: Roots, scriptExtensions: ReadonlySet<string>, segments: readonly string[], trailingSlash: boolean, rawPath: string,
+): Promise<Route> {
+  const found = await findFirstFile(roots.htdocs, segments, 0)
+  if (found === null) {
+    const dirPath = await realpathInside(roots.htdocs, path.join(roots.htdocs, ...segments))
+    if (isInside(roots.cgiBin, dirPath)) throw new NotFoundError('path: the script directory is not served from htdocs')
+    const urlPath = '/' + segments.map(encodeURIComponent).join('/') + (segments.length > 0 ? '/' : '')
+    if (segments.length > 0 && !trailingSlash) return {kind: 'redirect', location: urlPath}
+    return {kind: 'directory', dirPath, urlPath: rawPath}
+  }
+  if (isInside(roots.cgiBin, found.realPath)) throw new NotFoundError('path: script sources are never served')
+  if (scriptExtensions.has(path.extname(found.realPath).toLowerCase())) {
+    return {kind: 'script', script: scriptRoute(found, segments, trailingSlash, false)}
+  }
+  // Static files take no PATH_INFO: /file.txt/extra is not found.
+  if (found.depth !== segments.length || trailingSlash) throw new NotFoundError('path: trailing path after a static file')
+  return {kind: 'static', filePath: found.realPath}
+}
+
+interface FoundFile {
+  readonly realPath: string
+  /** Number of segments that name the file (the rest is PATH_INFO). */
+  readonly depth: number
+}
+
+// Walks the segments below `root` (skipping `skip` prefix segments) until the first regular file.
+// Returns null when every segment is a directory; throws NotFoundError when something is missing.
+async function findFirstFile(root: string, segments: readonly string[], skip: number): Promise<FoundFile | null> {
+  let current = root
+  for (let index = skip; index < segments.length; index++) {
+    current = path.join(current, segments[index]!)
+    const stats = await statOrNotFound(current)
+    if (stats.isDirectory()) continue
+    if (!stats.isFile()) throw new NotFoundError(`path: not a regular file: ${current}`)
+    return {realPath: await realpathInside(root, current), depth: index + 1}
+  }
+  await realpathInside(root, current)
+  return null
+}
+
+async function realpathInside(root: string, candidate: string): Promise<string> {
+  const real = await realpath(candidate).catch((error: unknown) => {
+    throw new NotFoundError(`path: ${candidate} cannot be resolved`, {cause: error})
+  })
+  // Symlinks may point anywhere; what they resolve to must stay inside the root.
+  if (!isInside(root, real)) throw new NotFoundError(`path: ${candidate} resolves outside its root to ${real}`)
+  return real
+}
+
+function scriptRoute(found: FoundFile, segments: readonly string[], trailingSlash: boolean, inCgiBin: boolean): ScriptRoute {
+  return {
+    scriptName: '/' + segments.slice(0, found.depth).join('/'),
+    pathInfo: joinPathInfo(segments.slice(found.depth), trailingSlash),
+    scriptFilename: found.realPath,
+    nph: path.basename(found.realPath).startsWith('nph-'),
+    mount: null,
+    inCgiBin,
+  }
+}
+
+// RFC 3875 §4.1.5: PATH_INFO is decoded ("not URL-encoded"), unlike REQUEST_URI; '' when there is none.
+function joinPathInfo(rest: readonly string[], trailingSlash: boolean): string {
+  if (rest.length === 0) return ''
+  return '/' + rest.join('/') + (trailingSlash ? '/' : '')
+}
+
+async function statOrNotFound(candidate: string): Promise<Stats> {
+  try {
+    return await stat(candidate)
+  } catch (error) {
+    // send onStatError: ENOENT, ENOTDIR, ENAMETOOLONG → 404; anything else is a real failure.
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG' || code === 'ELOOP' || code === 'EACCES') {
+      throw new NotFoundError(`path: ${candidate}: ${code}`, {cause: error})
+    }
+    throw error
+  }
+}
