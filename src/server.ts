@@ -66,15 +66,17 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const server = http.createServer({requestTimeout: 0, headersTimeout: 60_000}, (req, res) => {
     const requestId = nextRequestId++
     const started = new Date()
-    const bytesBefore = req.socket.bytesWritten
+    const socket = req.socket
+    const remoteAddress = socket.remoteAddress ?? '-'
+    const bytesBefore = socket.bytesWritten
     res.once('close', () => logger.access({
-      remoteAddress: req.socket.remoteAddress ?? '-',
+      remoteAddress,
       time: started,
       method: req.method ?? '-',
       url: req.url ?? '-',
       httpVersion: req.httpVersion,
       status: res.statusCode,
-      bytes: req.socket.bytesWritten - bytesBefore,
+      bytes: socket.bytesWritten - bytesBefore,
       referer: req.headers.referer,
       userAgent: req.headers['user-agent'],
     }))
@@ -145,6 +147,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: unkn
   res.setHeader('X-Content-Type-Options', 'nosniff')
   res.setHeader('Content-Security-Policy', "default-src 'none'")
   if (error instanceof HttpError) for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value)
-  if (!req.complete) res.setHeader('Connection', 'close') // an unread body (413) is not worth reading
+  // An unread or refused body is not worth reading: close instead of keeping the connection alive.
+  if (!req.complete || status === 413) res.setHeader('Connection', 'close')
   res.end(req.method === 'HEAD' ? undefined : body)
 }

@@ -29,8 +29,14 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
   ctx: CgiContext): Promise<void> {
   const limits = script.mount?.limits ?? ctx.config.limits
   const body = line.redirects === 0 ? await prepareRequestBody(req, limits.maxBodyBytes) : null
+  // One close listener per hop: the client going away aborts the wait for a slot, or kills the run.
   const clientGone = new AbortController()
-  res.once('close', () => clientGone.abort(new Error('client went away while queued')))
+  let run: Run | null = null
+  const onClose = () => {
+    if (run === null) clientGone.abort(new Error('client went away while queued'))
+    else if (!res.writableFinished) run.kill('client-gone')
+  }
+  res.once('close', onClose)
   let release: () => void
   try {
     release = await ctx.gate.acquire(clientGone.signal)
@@ -64,13 +70,13 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
     await body?.dispose()
     throw error
   }
-  const run = superviseRun(child, limits, ctx, script, line.requestId, release, body)
-  res.once('close', () => {
-    if (!res.writableFinished) run.kill('client-gone')
-  })
+  run = superviseRun(child, limits, ctx, script, line.requestId, release, body)
   if (script.nph) return streamRaw(req, child, run, limits)
   const head = await readHead(child.stdout, limits, run)
-  if (head.location?.startsWith('/') && head.status === null) return followLocalRedirect(req, res, line, head, child, ctx)
+  if (head.location?.startsWith('/') && head.status === null) {
+    res.off('close', onClose)
+    return followLocalRedirect(req, res, line, head, child, ctx)
+  }
   writeHead(res, head)
   if (line.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
     res.end()
