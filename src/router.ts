@@ -61,7 +61,7 @@ export async function createRouter(config: Config): Promise<Router> {
       if (segments.length > 0 && CGI_PREFIXES.includes(segments[0]!)) {
         return cgiBinRoute(roots, segments, trailingSlash)
       }
-      return htdocsRoute(roots, scriptExtensions, segments, trailingSlash, rawPath)
+      return htdocsRoute(roots, scriptExtensions, segments, trailingSlash)
     },
   }
 }
@@ -95,7 +95,7 @@ async function cgiBinRoute(roots: Roots, segments: readonly string[], trailingSl
 }
 
 async function htdocsRoute(
-  roots: Roots, scriptExtensions: ReadonlySet<string>, segments: readonly string[], trailingSlash: boolean, rawPath: string,
+  roots: Roots, scriptExtensions: ReadonlySet<string>, segments: readonly string[], trailingSlash: boolean,
 ): Promise<Route> {
   const found = await findFirstFile(roots.htdocs, segments, 0)
   if (found === null) {
@@ -103,7 +103,7 @@ async function htdocsRoute(
     if (isInside(roots.cgiBin, dirPath)) throw new NotFoundError('path: the script directory is not served from htdocs')
     const urlPath = '/' + segments.map(encodeURIComponent).join('/') + (segments.length > 0 ? '/' : '')
     if (segments.length > 0 && !trailingSlash) return {kind: 'redirect', location: urlPath}
-    return {kind: 'directory', dirPath, urlPath: rawPath}
+    return {kind: 'directory', dirPath, urlPath: segments.length > 0 ? '/' + segments.join('/') + '/' : '/'}
   }
   if (isInside(roots.cgiBin, found.realPath)) throw new NotFoundError('path: script sources are never served')
   if (scriptExtensions.has(path.extname(found.realPath).toLowerCase())) {
