@@ -116,9 +116,20 @@ function readConfigFile(file: string, cwd: string): RawConfig {
   }
   if (Array.isArray(raw.mounts)) {
     raw.mounts = raw.mounts.map((mount: unknown) => typeof mount === 'object' && mount !== null && typeof (mount as RawConfig).program === 'string'
-      ? {...mount, program: path.resolve(dir, (mount as RawConfig).program as string)}
+      ? {
+          ...mount,
+          program: path.resolve(dir, (mount as RawConfig).program as string),
+          ...resolvePathList(mount as RawConfig, 'readPaths', dir),
+          ...resolvePathList(mount as RawConfig, 'writePaths', dir),
+        }
       : mount)
   }
   return raw
 }
 
+
+function resolvePathList(mount: RawConfig, key: string, dir: string): RawConfig {
+  const list = mount[key]
+  if (!Array.isArray(list)) return {}
+  return {[key]: list.map((item: unknown) => typeof item === 'string' ? path.resolve(dir, item) : item)}
+}

@@ -49,6 +49,10 @@ export interface Mount {
   readonly requireSandbox: SandboxLevel | null
   /** Export the Authorization header as HTTP_AUTHORIZATION. Default: the global setting. */
   readonly passAuthorization: boolean
+  /** Extra paths the program may read inside a bwrap sandbox (bound read-only). Default: `[]`. */
+  readonly readPaths: readonly string[]
+  /** Extra paths the program may write inside a bwrap sandbox (bound read-write), e.g. git repositories. Default: `[]`. */
+  readonly writePaths: readonly string[]
 }
 
 export interface Config {
@@ -132,7 +136,7 @@ const TOP_KEYS = [
   'mounts', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart', 'uidPoolSize',
   'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'limits', ...LIMIT_KEYS,
 ]
-const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', ...LIMIT_KEYS]
+const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', 'readPaths', 'writePaths', ...LIMIT_KEYS]
 
 // Raw settings as they come from a JSON file or the command line; limits may sit at the top level or under `limits`.
 export type RawConfig = Record<string, unknown>
@@ -225,6 +229,8 @@ function normalizeMount(value: unknown, index: number, limits: Limits, passAutho
     passAuthorization: raw.passAuthorization === undefined
       ? passAuthorization
       : expectBoolean(`${scope}passAuthorization`, raw.passAuthorization),
+    readPaths: expectStringArray(`${scope}readPaths`, raw.readPaths ?? []).map((item) => path.resolve(baseDir, item)),
+    writePaths: expectStringArray(`${scope}writePaths`, raw.writePaths ?? []).map((item) => path.resolve(baseDir, item)),
   }
 }
 
