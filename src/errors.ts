@@ -27,6 +27,12 @@ export class BadRequestError extends HttpError {
     super(400, 'CGI_ERR_BAD_PATH', message, options)
   }
 }
+// An upload (static/upload.ts) that is not a whole multipart/form-data form with a file, or whose client went away.
+export class BadUploadError extends HttpError {
+  constructor(message = 'Bad Request', options?: Options) {
+    super(400, 'CGI_ERR_BAD_UPLOAD', message, options)
+  }
+}
 export class ForbiddenError extends HttpError {
   constructor(message = 'Forbidden', options?: Options) {
     super(403, 'CGI_ERR_FORBIDDEN', message, options)

@@ -13,6 +13,7 @@ import {spawnScript} from './process/spawn-script.js'
 import {createRouter} from './router.js'
 import {serveDirectory} from './static/listing.js'
 import {serveFile} from './static/serve-file.js'
+import {receiveUpload} from './static/upload.js'
 
 export interface RunningServer {
   /** `http://HOST:PORT/` with the real port. */
@@ -57,6 +58,15 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         return
       }
       case 'directory':
+        if (line.method === 'POST' && config.upload) {
+          return receiveUpload(req, res, route.dirPath, {
+            urlPath: route.urlPath,
+            maxUploadBytes: config.maxUploadBytes,
+            cgiBin: config.cgiBin,
+            pageExtensions: config.pageExtensions,
+            interpreters: config.interpreters,
+          })
+        }
         return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload})
       case 'static':
         return serveFile(req, res, route.filePath)

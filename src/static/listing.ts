@@ -47,9 +47,8 @@ export async function serveDirectory(
   route: DirectoryRoute,
   options: ListingOptions,
 ): Promise<void> {
-  // ── Upload hook ── When options.upload is on, POST to a directory will be answered by static/upload.ts here,
-  // before the 405 below: `if (options.upload && req.method === 'POST') return receiveUpload(req, res, route, …)`.
-  // Until that module exists, uploads get 405 like every other method; the form in the listing is already rendered.
+  // ── Upload hook ── When uploads are on, server.ts (dispatch) sends a POST to a directory to static/upload.ts
+  // (receiveUpload) and never here; so every method but GET and HEAD is a 405 here.
   if (!isReadMethod(req.method)) throw new MethodNotAllowedError(STATIC_METHODS)
 
   const indexFile = await findIndexFile(route.dirPath)
