@@ -89,7 +89,7 @@ export function parseCommandLine(argv: readonly string[], cwd = process.cwd()): 
         throw new TypeError(`Expected the \`--${flag}\` option to be a non-negative integer, got \`${String(value)}\``)
       }
       raw[key] = Number(value)
-    } else if (kind === 'string' && (key === 'htdocs' || key === 'cgiBin')) {
+    } else if (kind === 'string' && (key === 'htdocs' || key === 'cgiBin') && value !== '') {
       raw[key] = path.resolve(cwd, value as string)
     } else {
       raw[key] = value
@@ -112,10 +112,10 @@ function readConfigFile(file: string, cwd: string): RawConfig {
   const dir = path.dirname(file)
   const raw = {...parsed} as RawConfig
   for (const key of ['htdocs', 'cgiBin', 'cacheDir']) {
-    if (typeof raw[key] === 'string') raw[key] = path.resolve(dir, raw[key] as string)
+    if (typeof raw[key] === 'string' && raw[key] !== '') raw[key] = path.resolve(dir, raw[key] as string)
   }
   if (Array.isArray(raw.mounts)) {
-    raw.mounts = raw.mounts.map((mount: unknown) => typeof mount === 'object' && mount !== null && typeof (mount as RawConfig).program === 'string'
+    raw.mounts = raw.mounts.map((mount: unknown) => typeof mount === 'object' && mount !== null && typeof (mount as RawConfig).program === 'string' && (mount as RawConfig).program !== ''
       ? {
           ...mount,
           program: path.resolve(dir, (mount as RawConfig).program as string),
@@ -131,5 +131,5 @@ function readConfigFile(file: string, cwd: string): RawConfig {
 function resolvePathList(mount: RawConfig, key: string, dir: string): RawConfig {
   const list = mount[key]
   if (!Array.isArray(list)) return {}
-  return {[key]: list.map((item: unknown) => typeof item === 'string' ? path.resolve(dir, item) : item)}
+  return {[key]: list.map((item: unknown) => typeof item === 'string' && item !== '' ? path.resolve(dir, item) : item)}
 }

@@ -1,7 +1,8 @@
 // Maps a request path to what serves it (script, static file, directory, redirect), with the path policy in one
 // place: decode once, refuse NUL, `..`, encoded separators and dotfiles, and keep real paths inside their root.
 // Deciding happens here; doing happens in cgi/run-cgi.ts and static/ (lighttpd cgi_is_handled vs the subrequest).
-import {realpath, stat} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {access, realpath, stat} from 'node:fs/promises'
 import type {Stats} from 'node:fs'
 import path from 'node:path'
 import type {Config, Mount} from './config.js'
@@ -13,6 +14,8 @@ export const CGI_PREFIXES: readonly string[] = ['cgi-bin', 'htbin']
 
 export interface Router {
   resolveRoute(rawPath: string): Promise<Route>
+  /** The real (symlink-resolved) document root: DOCUMENT_ROOT, so SCRIPT_FILENAME lies under it. */
+  readonly documentRoot: string
 }
 
 interface Roots {
@@ -53,7 +56,9 @@ export async function createRouter(config: Config): Promise<Router> {
   const roots: Roots = {htdocs: await realpath(config.htdocs), cgiBin: await realpath(config.cgiBin)}
   const mounts = [...config.mounts].sort((a, b) => b.prefix.length - a.prefix.length)
   const scriptExtensions = new Set(config.pageExtensions)
+  await Promise.all(config.mounts.map((mount, index) => validateProgram(mount, index)))
   return {
+    documentRoot: roots.htdocs,
     async resolveRoute(rawPath) {
       const {segments, trailingSlash} = splitUrlPath(rawPath)
       const mount = findMount(mounts, segments)
@@ -64,6 +69,14 @@ export async function createRouter(config: Config): Promise<Router> {
       return htdocsRoute(roots, scriptExtensions, segments, trailingSlash)
     },
   }
+}
+
+// A mount's program must be an executable regular file when cgibox starts, not a 502 on every request.
+async function validateProgram(mount: Mount, index: number): Promise<void> {
+  const ok = await stat(mount.program).then(
+    async (stats) => stats.isFile() && await access(mount.program, constants.X_OK).then(() => true, () => false),
+    () => false)
+  if (!ok) throw new TypeError(`Expected the \`mounts[${index}].program\` option to be an executable file, got \`${mount.program}\``)
 }
 
 function findMount(mounts: readonly Mount[], segments: readonly string[]): Mount | null {
@@ -157,7 +170,7 @@ function scriptRoute(found: FoundFile, segments: readonly string[], trailingSlas
 
 // RFC 3875 §4.1.5: PATH_INFO is decoded ("not URL-encoded"), unlike REQUEST_URI; '' when there is none.
 function joinPathInfo(rest: readonly string[], trailingSlash: boolean): string {
-  if (rest.length === 0) return ''
+  if (rest.length === 0) return trailingSlash ? '/' : '' // /x/ and /x differ, as in Apache and Go
   return '/' + rest.join('/') + (trailingSlash ? '/' : '')
 }
 

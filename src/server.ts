@@ -36,6 +36,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   let nextRequestId = 1
   const ctx: CgiContext = {
     config,
+    documentRoot: router.documentRoot,
     gate,
     commands: createCommandResolver(config),
     logger,

@@ -27,6 +27,8 @@ export interface RunSpec {
 
 export interface CgiContext {
   readonly config: Config
+  /** The real path of htdocs (DOCUMENT_ROOT). */
+  readonly documentRoot: string
   readonly gate: Gate
   readonly commands: {commandFor(script: ScriptRoute): Promise<string[]>}
   readonly logger: Logger

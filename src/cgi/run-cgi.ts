@@ -59,7 +59,7 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
       tls: 'encrypted' in req.socket,
       contentLength: body?.length ?? null,
       script,
-      documentRoot: ctx.config.htdocs,
+      documentRoot: ctx.documentRoot,
       serverName: ctx.config.host,
       passAuthorization: script.mount?.passAuthorization ?? ctx.config.passAuthorization,
       extraEnv: {...ctx.config.env, ...script.mount?.env},
