@@ -1,0 +1,37 @@
+// Helpers for the legacy-program tests (issue #4 point 3): a server over test/fixtures/legacy, temp dirs,
+// and the key=value reports the fixtures print.
+import {createHash} from 'node:crypto'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {onTestFinished} from 'vitest'
+import type {RawConfig} from '../../src/config.js'
+import {FIXTURES, startTestServer, type TestServer} from './server.js'
+
+export const LEGACY = path.join(FIXTURES, 'legacy')
+
+// Starts cgibox with test/fixtures/legacy/{htdocs,cgi-bin} and the given settings on top.
+export function startLegacyServer(settings: RawConfig = {}): Promise<TestServer> {
+  return startTestServer({htdocs: path.join(LEGACY, 'htdocs'), cgiBin: path.join(LEGACY, 'cgi-bin'), ...settings})
+}
+
+// A temporary directory removed when the test finishes (after the server, which was registered later, closes).
+export async function makeTempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), `cgibox-${prefix}-`))
+  onTestFinished(() => rm(dir, {recursive: true, force: true}))
+  return dir
+}
+
+// Parses `key=value` lines into a map (the fixtures' report format).
+export function parseReport(text: string): Record<string, string> {
+  const report: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const equals = line.indexOf('=')
+    if (equals > 0) report[line.slice(0, equals)] = line.slice(equals + 1)
+  }
+  return report
+}
+
+export function sha256(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
