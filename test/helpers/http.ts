@@ -1,4 +1,5 @@
 // Raw HTTP helpers for tests that must control the connection (exact request bytes, slow reads, aborts).
+import http from 'node:http'
 import net from 'node:net'
 import {onTestFinished} from 'vitest'
 
@@ -49,5 +50,42 @@ export function readUntil(socket: net.Socket, predicate: (data: Buffer) => boole
       }
     }
     socket.on('data', onData)
+  })
+}
+
+export interface FullResponse {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body: Buffer
+  /** False when the server cut the body off (no terminating chunk, or the connection reset). */
+  readonly complete: boolean
+}
+
+// GETs a path and reads the whole response, telling a clean end from a cut-off one (bounded by timeoutMs).
+export function getFully(port: number, path: string, timeoutMs = 20_000): Promise<FullResponse> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({host: '127.0.0.1', port, path, agent: false}, (response) => {
+      const chunks: Buffer[] = []
+      let settled = false
+      const finish = (complete: boolean) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resolve({status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks), complete})
+      }
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => finish(response.complete))
+      response.on('aborted', () => finish(false))
+      response.on('error', () => finish(false))
+      response.on('close', () => finish(response.complete))
+    })
+    const timer = setTimeout(() => {
+      request.destroy()
+      reject(new Error(`getFully: ${path} did not end within ${timeoutMs} ms`))
+    }, timeoutMs)
+    request.on('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
   })
 }
