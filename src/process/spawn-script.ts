@@ -1,22 +1,41 @@
-// Starts one script run as a child process and ends it: the only module that spawns scripts.
-// The whole run (process group, later a PID namespace) is killed by kill(); exited resolves once it is reaped.
-import {spawn} from 'node:child_process'
+// Starts one script run as a child process inside the sandbox and ends it: the only module that spawns scripts.
+// kill() ends the whole run (process group, PID namespace, cgroup); exited resolves once the direct child is reaped
+// and nothing of the run is left. It does not decide when to kill (run-cgi.ts does) and never buffers output.
+import {spawn, type ChildProcess} from 'node:child_process'
 import type {Readable, Writable} from 'node:stream'
 import type {Limits} from '../config.js'
+import {signalGroup} from './kill-tree.js'
+import {PROCESS_GROUP_ONLY, type PreparedRun, type ResourceLimit, type Sandbox} from './sandbox.js'
 
+export type {ResourceLimit} from './sandbox.js'
 export type KillReason = 'deadline' | 'output-cap' | 'client-gone' | 'shutdown' | 'stdout-closed' | 'body-error' | 'error'
 
 export interface SpawnSpec {
   /** Program and arguments: the interpreter (if any) and the script; never words from the query string. */
   readonly argv: readonly string[]
+  /** The whole environment of the script (nothing of the server's is added); never put into any argv. */
   readonly env: Readonly<Record<string, string>>
+  /** Working directory; bound read-only at its host path in the bwrap level. */
   readonly cwd: string
   readonly limits: Limits
+  /**
+   * The sandbox created once at startup (createSandbox). Default: PROCESS_GROUP_ONLY, i.e. no sandbox at all:
+   * only for code that has not been wired to createSandbox yet.
+   */
+  readonly sandbox?: Sandbox
+  /**
+   * Directories (or files) the script may read besides cwd, e.g. the document root, the transpile cache of .ts
+   * pages; bound read-only at their host paths in the bwrap level. Absolute argv entries are bound automatically.
+   * Default: `[]`.
+   */
+  readonly readOnlyPaths?: readonly string[]
 }
 
 export interface ExitStatus {
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
+  /** The limit the kernel enforced on the run (memory cgroup OOM kill, pids limit hit, RLIMIT_CPU/FSIZE), or null. */
+  readonly resourceLimit: ResourceLimit | null
 }
 
 export interface ScriptProcess {
@@ -24,34 +43,59 @@ export interface ScriptProcess {
   readonly stdin: Writable
   readonly stdout: Readable
   readonly stderr: Readable
-  /** Resolves when the run's direct child has exited and been reaped (never rejects). */
+  /** Resolves when the run's direct child has exited and been reaped and the rest of the run is killed (never rejects). */
   readonly exited: Promise<ExitStatus>
   /** The first reason the run was killed for, or null. */
   readonly killReason: KillReason | null
-  /** Kills the whole run; idempotent, the first reason wins. */
+  /** Kills the whole run; idempotent, the first reason wins. Trusted levels: SIGTERM, SIGKILL after killGraceMs. */
   kill(reason: KillReason): void
 }
 
-// Spawns the script in its own process group with exactly the given environment.
+/** Hard kills of the live runs, for the process exit hook. */
+const LIVE_RUNS = new Set<() => void>()
+let exitHookInstalled = false
+
+// Spawns the script in its own process group, wrapped by the sandbox, with exactly the given environment.
 export function spawnScript(spec: SpawnSpec): ScriptProcess {
-  const [command, ...args] = spec.argv
-  if (command === undefined) throw new TypeError('spawnScript needs a command')
-  const child = spawn(command, args, {
-    cwd: spec.cwd,
-    env: spec.env,
-    detached: true, // own process group: kill(-pid) reaches its descendants
-    stdio: ['pipe', 'pipe', 'pipe'],
+  if (spec.argv[0] === undefined) throw new TypeError('spawnScript needs a command')
+  const prepared = (spec.sandbox ?? PROCESS_GROUP_ONLY).prepareRun({
+    argv: spec.argv, cwd: spec.cwd, limits: spec.limits, readOnlyPaths: spec.readOnlyPaths ?? [],
   })
-  let killReason: KillReason | null = null
-  let graceTimer: NodeJS.Timeout | undefined
-  const exited = new Promise<ExitStatus>((resolve) => {
-    child.once('error', () => resolve({code: 127, signal: null}))
-    child.once('exit', (code, signal) => {
-      // The leader is gone; anything left in its group dies now (no orphans keep running).
-      signalGroup(child.pid, 'SIGKILL')
-      if (graceTimer) clearTimeout(graceTimer)
-      resolve({code, signal})
+  let child: ChildProcess
+  try {
+    child = spawn(prepared.command, prepared.args, {
+      cwd: spec.cwd,
+      env: spec.env,
+      detached: true, // own process group (and session): kill(-pid) reaches the wrappers and trusted descendants
+      stdio: ['pipe', 'pipe', 'pipe'],
+      uid: prepared.uid,
+      gid: prepared.gid,
     })
+  } catch (error) {
+    void prepared.finish({code: null, signal: null})
+    throw error
+  }
+  installExitHook()
+  let killReason: KillReason | null = null
+  let running = true
+  let graceTimer: NodeJS.Timeout | undefined
+  const killHard = () => prepared.killAll(child.pid)
+  const killAtExit = () => prepared.killAll(child.pid, true)
+  LIVE_RUNS.add(killAtExit)
+  const exited = new Promise<ExitStatus>((resolve) => {
+    const onEnd = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (!running) return
+      running = false
+      if (graceTimer) clearTimeout(graceTimer)
+      // The leader is gone; whatever is left of the run dies now (no orphans keep running).
+      signalGroup(child.pid, 'SIGKILL')
+      void finishRun(prepared, code, signal).then((status) => {
+        LIVE_RUNS.delete(killAtExit)
+        resolve(status)
+      })
+    }
+    child.once('error', () => onEnd(127, null))
+    child.once('exit', onEnd)
   })
   return {
     get pid() { return child.pid ?? -1 },
@@ -62,19 +106,35 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
     get killReason() { return killReason },
     kill(reason: KillReason) {
       if (killReason !== null) return
-      killReason = reason
+      killReason = reason // recorded before the kill, so whoever sees the exit sees the reason (execa ??=)
+      if (!running) return
+      if (!prepared.gracefulKill) {
+        killHard()
+        return
+      }
       signalGroup(child.pid, 'SIGTERM')
-      graceTimer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), spec.limits.killGraceMs)
+      graceTimer = setTimeout(killHard, spec.limits.killGraceMs)
       graceTimer.unref()
     },
   }
 }
 
-function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return
+async function finishRun(prepared: PreparedRun, code: number | null, signal: NodeJS.Signals | null): Promise<ExitStatus> {
+  let resourceLimit: ResourceLimit | null = null
   try {
-    process.kill(-pid, signal)
+    resourceLimit = await prepared.finish({code, signal})
   } catch {
-    // ESRCH: the group is already gone.
+    // Cleanup is best effort; leftovers are removed at the next startup.
   }
+  return {code, signal, resourceLimit}
+}
+
+// On process exit (normal end, uncaught exception) every live run is SIGKILLed; bwrap runs also die with their
+// parent (--die-with-parent) when the server is SIGKILLed, and the rest is swept at the next startup.
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once('exit', () => {
+    for (const killAtExit of LIVE_RUNS) killAtExit()
+  })
 }
