@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     process.exitCode = 1
     return
   }
-  process.stdout.write(`cgibox ${VERSION} listening on ${running.url}\n`)
+  process.stdout.write(`cgibox ${VERSION} listening on ${running.url}\n${running.sandbox}\n`)
   const stop = (signal: string) => {
     process.stderr.write(`cgibox: ${signal}, shutting down\n`)
     running.close().then(() => process.exit(0), () => process.exit(1))

@@ -120,7 +120,6 @@ function readConfigFile(file: string, cwd: string): RawConfig {
           ...mount,
           program: path.resolve(dir, (mount as RawConfig).program as string),
           ...resolvePathList(mount as RawConfig, 'readPaths', dir),
-          ...resolvePathList(mount as RawConfig, 'writePaths', dir),
         }
       : mount)
   }

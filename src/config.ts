@@ -49,10 +49,8 @@ export interface Mount {
   readonly requireSandbox: SandboxLevel | null
   /** Export the Authorization header as HTTP_AUTHORIZATION. Default: the global setting. */
   readonly passAuthorization: boolean
-  /** Extra paths the program may read inside a bwrap sandbox (bound read-only). Default: `[]`. */
+  /** Extra paths the program may read inside a bwrap sandbox (bound read-only at their host paths). Default: `[]`. */
   readonly readPaths: readonly string[]
-  /** Extra paths the program may write inside a bwrap sandbox (bound read-write), e.g. git repositories. Default: `[]`. */
-  readonly writePaths: readonly string[]
 }
 
 export interface Config {
@@ -85,11 +83,11 @@ export interface Config {
   readonly env: Readonly<Record<string, string>>
   /** Export the Authorization header to scripts (HTTP_AUTHORIZATION). Default: `false`. */
   readonly passAuthorization: boolean
-  /** User scripts run as when cgibox runs as root. Default: `nobody`. */
+  /** User scripts run as when cgibox runs as root at the `none` level (and with uidPoolSize 0). Default: `nobody`. */
   readonly user: string
-  /** First uid of the per-run uid pool used for process limits when cgibox is root and has no cgroups. Default: `61000`. */
+  /** First uid of the per-run uid pool: when cgibox is root, each rlimit/bwrap run gets a uid of its own. Default: `61000`. */
   readonly uidPoolStart: number
-  /** Size of that pool. Default: `1000`. */
+  /** Size of that pool; 0 runs every script as `user` instead. Default: `1000`. */
   readonly uidPoolSize: number
   /** Accept uploads into listed directories. Default: `false`. */
   readonly upload: boolean
@@ -136,7 +134,7 @@ const TOP_KEYS = [
   'mounts', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart', 'uidPoolSize',
   'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'limits', ...LIMIT_KEYS,
 ]
-const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', 'readPaths', 'writePaths', ...LIMIT_KEYS]
+const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', 'readPaths', ...LIMIT_KEYS]
 
 // Raw settings as they come from a JSON file or the command line; limits may sit at the top level or under `limits`.
 export type RawConfig = Record<string, unknown>
@@ -189,7 +187,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     passAuthorization: normalizedPassAuthorization,
     user: expectString('user', user),
     uidPoolStart: expectInteger('uidPoolStart', uidPoolStart, 1),
-    uidPoolSize: expectInteger('uidPoolSize', uidPoolSize, 1),
+    uidPoolSize: expectInteger('uidPoolSize', uidPoolSize, 0),
     upload: expectBoolean('upload', upload),
     maxUploadBytes: expectInteger('maxUploadBytes', maxUploadBytes, 0),
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
@@ -230,7 +228,6 @@ function normalizeMount(value: unknown, index: number, limits: Limits, passAutho
       ? passAuthorization
       : expectBoolean(`${scope}passAuthorization`, raw.passAuthorization),
     readPaths: expectStringArray(`${scope}readPaths`, raw.readPaths ?? []).map((item) => path.resolve(baseDir, item)),
-    writePaths: expectStringArray(`${scope}writePaths`, raw.writePaths ?? []).map((item) => path.resolve(baseDir, item)),
   }
 }
 

@@ -9,6 +9,7 @@ import type {CgiContext, RequestLine, RunSpec} from './cgi/context.js'
 import {HttpError, MethodNotAllowedError} from './errors.js'
 import {createGate} from './limits/concurrency.js'
 import {createConsoleLogger, type Logger} from './log.js'
+import {createSandbox, validateSandboxRequirements} from './process/sandbox.js'
 import {spawnScript} from './process/spawn-script.js'
 import {createRouter} from './router.js'
 import {serveDirectory} from './static/listing.js'
@@ -20,6 +21,8 @@ export interface RunningServer {
   readonly url: string
   readonly port: number
   readonly server: http.Server
+  /** The active sandbox level and what it enforces, one line. */
+  readonly sandbox: string
   /** Stops accepting, lets running scripts finish for shutdownGraceMs, then kills what is left. */
   close(): Promise<void>
 }
@@ -32,6 +35,13 @@ export interface ServerOptions {
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createConsoleLogger(config.accessLog)
   const router = await createRouter(config)
+  const sandbox = await createSandbox(config)
+  try {
+    validateSandboxRequirements(sandbox, config.mounts)
+  } catch (error) {
+    await sandbox.close()
+    throw error
+  }
   const gate = createGate(config)
   let nextRequestId = 1
   const ctx: CgiContext = {
@@ -41,7 +51,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     commands: createCommandResolver(config),
     logger,
     runs: new Set(),
-    spawn: (spec: RunSpec) => spawnScript({argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits}),
+    // The sandbox sees the document root, the .ts cache and a mount's extra paths read-only; cwd and absolute
+    // argv entries (interpreter, script, cached page) are bound by the sandbox itself.
+    spawn: (spec: RunSpec) => spawnScript({
+      argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits, sandbox,
+      readOnlyPaths: [router.documentRoot, config.cacheDir, ...spec.script.mount?.readPaths ?? []],
+    }),
     dispatch,
   }
 
@@ -99,13 +114,18 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject)
-      resolve()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
     })
-  })
+  } catch (error) {
+    await sandbox.close()
+    throw error
+  }
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   let closing: Promise<void> | null = null
@@ -113,8 +133,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     url: `http://${host}:${address.port}/`,
     port: address.port,
     server,
+    sandbox: sandbox.describe(),
     close() {
-      closing ??= shutdown(server, sockets, ctx, config.shutdownGraceMs)
+      closing ??= shutdown(server, sockets, ctx, config.shutdownGraceMs).finally(() => sandbox.close())
       return closing
     },
   }

@@ -140,7 +140,6 @@ describe('normalizeConfig rejects bad values with a TypeError naming the option'
     [{passAuthorization: 'true'}, 'passAuthorization'],
     [{user: ''}, 'user'],
     [{uidPoolStart: 0}, 'uidPoolStart'],
-    [{uidPoolSize: 0}, 'uidPoolSize'],
     [{upload: 1}, 'upload'],
     [{maxUploadBytes: -1}, 'maxUploadBytes'],
     [{cacheDir: ''}, 'cacheDir'],

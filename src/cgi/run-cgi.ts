@@ -143,7 +143,7 @@ function superviseRun(child: ScriptProcess, limits: Limits, ctx: CgiContext, scr
       code: status.code,
       signal: status.signal,
       killReason: child.killReason,
-      limitHit: 'limitHit' in child ? (child.limitHit as string | null) : null,
+      limitHit: status.resourceLimit,
       ms: Math.round(performance.now() - started),
       bytesIn,
       bytesOut: run.bytesOut,

@@ -148,6 +148,9 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
       reject(error)
     }
     parser.on('file', (_field, stream, info) => {
+      // busboy also fails the part stream when the form breaks off, possibly after pipeline stopped listening;
+      // the cause reaches us through the parser's own 'error'.
+      stream.on('error', () => {})
       if (settled) {
         stream.resume()
         return

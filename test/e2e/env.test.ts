@@ -1,7 +1,7 @@
 // End-to-end CGI environment (RFC 3875 §4.1, issue #2 point 3), read back through env.py on a real server:
 // built from nothing, the meta-variables with the request's real values, HTTP_* rules, argv and cwd.
 import {realpathSync} from 'node:fs'
-import {copyFile, mkdir, mkdtemp, rm, symlink} from 'node:fs/promises'
+import {chmod, copyFile, mkdir, mkdtemp, rm, symlink} from 'node:fs/promises'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -147,6 +147,7 @@ describe('DOCUMENT_ROOT and SCRIPT_FILENAME agree', () => {
   // root (/var/www -> /srv/site) one of them must not be the real path while the other is the link.
   test('a page under a symlinked htdocs has a SCRIPT_FILENAME under its DOCUMENT_ROOT', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'cgibox-env-'))
+    await chmod(root, 0o755) // scripts run as an unprivileged user when the tests run as root
     onTestFinished(() => rm(root, {recursive: true, force: true}))
     await mkdir(path.join(root, 'real-site'))
     await copyFile(ENV_PY, path.join(root, 'real-site', 'env.py'))

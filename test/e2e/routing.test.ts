@@ -19,6 +19,7 @@ async function cgiEnv(url: string, init?: RequestInit): Promise<{status: number;
 // A temporary directory removed when the test finishes.
 async function makeTempDir(): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cgibox-routing-'))
+  await chmod(dir, 0o755) // scripts run as an unprivileged user when the tests run as root
   onTestFinished(() => rm(dir, {recursive: true, force: true}))
   return dir
 }

@@ -1,7 +1,7 @@
 // Helpers for the legacy-program tests (issue #4 point 3): a server over test/fixtures/legacy, temp dirs,
 // and the key=value reports the fixtures print.
 import {createHash} from 'node:crypto'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {chmod, lchown, lstat, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {onTestFinished} from 'vitest'
@@ -18,6 +18,7 @@ export function startLegacyServer(settings: RawConfig = {}): Promise<TestServer>
 // A temporary directory removed when the test finishes (after the server, which was registered later, closes).
 export async function makeTempDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), `cgibox-${prefix}-`))
+  await chmod(dir, 0o755) // scripts run as an unprivileged user when the tests run as root
   onTestFinished(() => rm(dir, {recursive: true, force: true}))
   return dir
 }
@@ -34,4 +35,21 @@ export function parseReport(text: string): Record<string, string> {
 
 export function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
+}
+
+// Gives a tree to the user scripts run as (config `user`, default nobody) when the tests run as root, as an operator
+// does for the repositories git-http-backend writes to (Apache: chown www-data).
+export async function handToScriptUser(target: string, user = 'nobody'): Promise<void> {
+  if (process.getuid?.() !== 0) return
+  const entry = (await readFile('/etc/passwd', 'utf8')).split('\n').find((line) => line.startsWith(`${user}:`))
+  if (!entry) throw new Error(`no user ${user}`)
+  const [, , uid, gid] = entry.split(':')
+  await chownTree(target, Number(uid), Number(gid))
+}
+
+async function chownTree(target: string, uid: number, gid: number): Promise<void> {
+  await lchown(target, uid, gid)
+  const stats = await lstat(target)
+  if (!stats.isDirectory()) return
+  for (const name of await readdir(target)) await chownTree(path.join(target, name), uid, gid)
 }

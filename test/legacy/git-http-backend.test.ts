@@ -1,12 +1,12 @@
 // git's own git-http-backend as a program mount, driven by the real git client over http:// (issue #4 point 3):
 // clone, fetch, push of a small commit and of several MiB (sent chunked), a fetch whose request is gzip-encoded,
-// and a refused anonymous push (403). Repositories live in temp dirs that the mount declares as writePaths.
+// and a refused anonymous push (403). Repositories live in temp dirs owned by the user scripts run as.
 import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {describe, expect, test} from 'vitest'
-import {makeTempDir, startLegacyServer} from '../helpers/legacy.js'
+import {handToScriptUser, makeTempDir, startLegacyServer} from '../helpers/legacy.js'
 import type {TestServer} from '../helpers/server.js'
 
 const GIT_HTTP_BACKEND = '/usr/lib/git-core/git-http-backend'
@@ -35,6 +35,8 @@ function git(site: GitSite, args: readonly string[], options: GitOptions = {}): 
         LANG: 'C',
         GIT_CONFIG_NOSYSTEM: '1',
         GIT_TERMINAL_PROMPT: '0',
+        // The repositories belong to the script user; the test's own git (root) works on them too.
+        GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'safe.directory', GIT_CONFIG_VALUE_0: '*',
         GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com',
         GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com',
         ...options.env,
@@ -67,7 +69,6 @@ async function startGitSite(): Promise<GitSite> {
       prefix: '/git/',
       program: GIT_HTTP_BACKEND,
       env: {GIT_PROJECT_ROOT: root, GIT_HTTP_EXPORT_ALL: '1'},
-      writePaths: [root], // receive-pack writes objects and refs; upload-pack writes nothing but reads everything
       timeoutMs: 60_000,
     }],
   })
@@ -85,6 +86,7 @@ async function createBareRepo(site: GitSite, name: string, options: {receivePack
   await git(site, ['add', 'README'], {cwd: seed})
   await git(site, ['commit', '--quiet', '-m', 'seed'], {cwd: seed})
   await git(site, ['push', '--quiet', bare, 'main'], {cwd: seed})
+  await handToScriptUser(bare) // receive-pack runs as the script user and writes objects and refs
   return bare
 }
 
