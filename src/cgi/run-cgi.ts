@@ -119,14 +119,20 @@ function superviseRun(child: ScriptProcess, limits: Limits, ctx: CgiContext, scr
   ctx.runs.add(run)
   const deadline = setTimeout(() => run.kill('deadline'), limits.timeoutMs)
   let bytesIn = 0
-  child.stdin.on('error', () => {}) // EPIPE: the script need not read its body
   if (body && body.length !== null && body.length > 0) {
     const source = body.open()
     source.on('data', (chunk: Buffer) => {
       bytesIn += chunk.length
     })
-    pipeline(source, child.stdin).catch(() => {})
+    source.pipe(child.stdin)
+    // EPIPE: the script need not read its body. The rest is read and dropped; destroying the request (as a
+    // pipeline would) would take the socket, and the response still on its way, with it.
+    child.stdin.on('error', () => {
+      source.unpipe(child.stdin)
+      source.resume()
+    })
   } else {
+    child.stdin.on('error', () => {})
     child.stdin.end()
   }
   const stderr = collectStderr(child.stderr, limits.maxStderrBytes)

@@ -66,6 +66,15 @@ describe('request bodies', () => {
     expect(server.log.runs).toHaveLength(0)
   })
 
+  test('a script that exits without reading a 10 MB body still delivers its whole response', async () => {
+    const {url} = await startTestServer()
+    for (let round = 0; round < 3; round++) {
+      const response = await fetch(`${url}cgi-bin/ignore-body.sh`, {method: 'POST', body: randomBytes(10 * 1024 * 1024)})
+      expect(response.status).toBe(200)
+      expect((await response.arrayBuffer()).byteLength).toBe(1_048_576)
+    }
+  })
+
   test('a script that never reads its body still answers', async () => {
     const {url} = await startTestServer()
     const response = await fetch(`${url}cgi-bin/status.sh?200`, {method: 'POST', body: randomBytes(2 * 1024 * 1024)})
