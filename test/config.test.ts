@@ -1,27 +1,12 @@
 // Table tests of the settings (STYLE.md §6.3 rule 4, §6.6 example 7): normalizeConfig fills every default and
 // rejects every bad value with a TypeError naming the option; parseCommandLine maps flags and the JSON file onto it.
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {describe, expect, onTestFinished, test} from 'vitest'
+import {describe, expect, test} from 'vitest'
 import {parseCommandLine} from '../src/command-line.js'
 import {DEFAULT_LIMITS, normalizeConfig, type RawConfig} from '../src/config.js'
-
-// The error a call throws (or null).
-function caught(call: () => unknown): unknown {
-  try {
-    call()
-  } catch (error) {
-    return error
-  }
-  return null
-}
-
-async function makeTempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cgibox-config-'))
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
-}
+import {caught} from './helpers/caught.js'
+import {makeTempDir} from './helpers/temp-dir.js'
 
 async function writeConfigFile(dir: string, content: unknown): Promise<string> {
   const file = path.join(dir, 'cgibox.json')
@@ -218,7 +203,7 @@ describe('parseCommandLine', () => {
   })
 
   test('a config file is read, its paths resolved against its own directory, and flags override it', async () => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('config')
     const file = await writeConfigFile(dir, {
       port: 9000, timeoutMs: 1000, htdocs: 'site', cgiBin: '/abs/cgi', mounts: [{prefix: '/p/', program: 'bin/run'}],
     })
@@ -229,7 +214,7 @@ describe('parseCommandLine', () => {
   })
 
   test('a relative --config is found from the working directory', async () => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('config')
     await writeConfigFile(dir, {port: 9001})
     expect(parseCommandLine(['--config', 'cgibox.json'], dir).raw).toMatchObject({port: 9001})
   })
@@ -239,7 +224,7 @@ describe('parseCommandLine', () => {
     ['an array', '--config', '[1, 2]'],
     ['null', '--config', 'null'],
   ])('a config file holding %s is refused naming %s', async (_title, option, content) => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('config')
     const file = await writeConfigFile(dir, content)
     const error = caught(() => parseCommandLine(['--config', file], dir))
     expect(error).toBeInstanceOf(TypeError)
@@ -256,7 +241,7 @@ describe('parseCommandLine', () => {
     ['an empty cgiBin', 'cgiBin', {cgiBin: ''}],
     ['an empty mount program', 'mounts[0].program', {mounts: [{prefix: '/p/', program: ''}]}],
   ])('a config file with %s is refused at startup naming %s', async (_title, option, content) => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('config')
     const file = await writeConfigFile(dir, content)
     const error = caught(() => {
       const {raw, baseDir} = parseCommandLine(['--config', file], dir)

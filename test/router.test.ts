@@ -7,6 +7,7 @@ import {normalizeConfig} from '../src/config.js'
 import {BadRequestError, ForbiddenError, HttpError, NotFoundError} from '../src/errors.js'
 import type {Route} from '../src/route.js'
 import {createRouter, isInside, splitUrlPath, type Router} from '../src/router.js'
+import {caught} from './helpers/caught.js'
 import {FIXTURES} from './helpers/server.js'
 
 const HTDOCS = realpathSync(path.join(FIXTURES, 'htdocs'))
@@ -14,16 +15,6 @@ const CGI_BIN = realpathSync(path.join(FIXTURES, 'cgi-bin'))
 const PROGRAM = path.join(CGI_BIN, 'env.py')
 
 type HttpErrorClass = new (...args: never[]) => HttpError
-
-// The error a call throws (or null), for asserting on class and code rather than on message text.
-function caught(call: () => unknown): unknown {
-  try {
-    call()
-  } catch (error) {
-    return error
-  }
-  return null
-}
 
 describe('splitUrlPath', () => {
   test.each<[string, string[], boolean]>([

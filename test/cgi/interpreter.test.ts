@@ -2,24 +2,18 @@
 import {execFile} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
-import {describe, expect, onTestFinished, test} from 'vitest'
+import {describe, expect, test} from 'vitest'
 import {normalizeConfig, type RawConfig} from '../../src/config.js'
 import {createCommandResolver, SAFE_PATH, type CommandResolverOptions} from '../../src/cgi/interpreter.js'
 import type {ScriptRoute} from '../../src/route.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const run = promisify(execFile)
 
-async function makeTempDir(): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cgibox-interpreter-'))
-  onTestFinished(() => fs.rm(dir, {recursive: true, force: true}))
-  return dir
-}
-
 async function setup(raw: RawConfig = {}, options: CommandResolverOptions = {}) {
-  const dir = await makeTempDir()
+  const dir = await makeTempDir('interpreter')
   const cgiBin = path.join(dir, 'cgi-bin')
   await fs.mkdir(cgiBin)
   const config = normalizeConfig({cgiBin, htdocs: dir, cacheDir: path.join(dir, 'cache'), ...raw}, dir)
@@ -105,7 +99,7 @@ describe('commandFor', () => {
   })
 
   test('looks a missing interpreter up again only after missingRecheckMs', async () => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('interpreter')
     const tool = path.join(dir, 'tool')
     const raw = {interpreters: {'.abc': [tool]}}
     const eager = await setup(raw, {missingRecheckMs: 0})

@@ -1,21 +1,20 @@
 // TypeScript pages: transpiled once per change of any input, cached on disk, run by real node with source maps.
 import {execFile} from 'node:child_process'
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import {setTimeout} from 'node:timers/promises'
 import {promisify} from 'node:util'
-import {describe, expect, onTestFinished, test} from 'vitest'
+import {describe, expect, test} from 'vitest'
 import {createTsRunner} from '../../src/cgi/ts-runner.js'
 import {ScriptSetupError} from '../../src/errors.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const run = promisify(execFile)
 
 // A temp dir with the pages and a cache dir; every file written gets an mtime in the past, one second apart,
 // so a test decides when a file counts as edited (a file modified during a build is rebuilt once more).
 async function setup() {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cgibox-ts-'))
-  onTestFinished(() => fs.rm(dir, {recursive: true, force: true}))
+  const dir = await makeTempDir('ts')
   const cacheDir = path.join(dir, 'cache')
   let clockSec = Math.floor(Date.now() / 1000) - 1000
   const write = async (name: string, content: string): Promise<string> => {

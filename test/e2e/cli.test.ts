@@ -8,6 +8,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, onTestFinished, test} from 'vitest'
 import {FIXTURES, isAlive, parseEnvDump} from '../helpers/server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {version: string}).version
@@ -107,12 +108,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-async function makeTempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cgibox-cli-'))
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
-}
-
 describe('starting', () => {
   test('--port 0 prints http://127.0.0.1:<real port>/ and that URL serves the site and its scripts', async () => {
     const cli = spawnCli([...FIXTURE_ARGS, '--port', '0'])
@@ -168,7 +163,7 @@ describe('bad options', () => {
     ['{"prot": 80}', {prot: 80}, /prot/],
     ['a mount without a program', {mounts: [{prefix: '/p/'}]}, /mounts\[0\]\.program/],
   ])('a config file with %s exits non-zero and names the option', async (_title, content, option) => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('cli')
     const file = path.join(dir, 'cgibox.json')
     await writeFile(file, JSON.stringify(content))
     const {code, stdout, stderr} = await runCli([...FIXTURE_ARGS, '--port', '0', '--config', file])
@@ -179,7 +174,7 @@ describe('bad options', () => {
   })
 
   test('a mount whose program does not exist is refused at startup, naming the option', async () => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('cli')
     const file = path.join(dir, 'cgibox.json')
     await writeFile(file, JSON.stringify({mounts: [{prefix: '/p/', program: 'no-such-program'}]}))
     const {code, stdout, stderr} = await runCli([...FIXTURE_ARGS, '--port', '0', '--config', file])
@@ -194,7 +189,7 @@ describe('shutdown', () => {
     ['a script sleeps', 'cgi-bin/sleep.sh?30', ['x-cgi-pid']],
     ['a script streams with a background grandchild', 'cgi-bin/tree.sh', ['x-cgi-pid', 'x-child-pid']],
   ])('SIGTERM while %s: cgibox exits after its grace and no process of the run is left', async (_title, target, pidHeaders) => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('cli')
     const file = path.join(dir, 'cgibox.json')
     await writeFile(file, JSON.stringify({shutdownGraceMs: 300}))
     const cli = spawnCli([...FIXTURE_ARGS, '--port', '0', '--kill-grace', '300', '--config', file])

@@ -1,61 +1,22 @@
 // End-to-end CGI environment (RFC 3875 §4.1, issue #2 point 3), read back through env.py on a real server:
 // built from nothing, the meta-variables with the request's real values, HTTP_* rules, argv and cwd.
 import {realpathSync} from 'node:fs'
-import {chmod, copyFile, mkdir, mkdtemp, rm, symlink} from 'node:fs/promises'
-import net from 'node:net'
-import {tmpdir} from 'node:os'
+import {copyFile, mkdir, symlink} from 'node:fs/promises'
 import path from 'node:path'
 import {describe, expect, onTestFinished, test} from 'vitest'
-import {FIXTURES, parseEnvDump, startTestServer} from '../helpers/server.js'
+import {rawExchange} from '../helpers/http.js'
+import {cgiEnv, FIXTURES, parseEnvDump, startTestServer} from '../helpers/server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const CGI_BIN = realpathSync(path.join(FIXTURES, 'cgi-bin'))
 const ENV_PY = path.join(CGI_BIN, 'env.py')
 const SAFE_PATH = '/usr/local/bin:/usr/bin:/bin'
-const RAW_TIMEOUT_MS = 10_000
-
-// GETs (or sends init to) a URL and returns the status and the map printed by env.py.
-async function cgiEnv(url: string, init?: RequestInit): Promise<{status: number; env: Record<string, string>}> {
-  const response = await fetch(url, init)
-  return {status: response.status, env: parseEnvDump(await response.text())}
-}
 
 // Sends a raw request (head lines joined with CRLF, then an empty line) and returns status and env.py's map.
 // The connection closes after the response (HTTP/1.0, or Connection: close), which ends the read.
-function rawCgiEnv(port: number, headLines: readonly string[]): Promise<{status: number; env: Record<string, string>}> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    const socket = net.connect({host: '127.0.0.1', port})
-    socket.setTimeout(RAW_TIMEOUT_MS, () => socket.destroy(new Error(`raw request got no complete answer in ${RAW_TIMEOUT_MS} ms`)))
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-    socket.on('error', reject)
-    socket.on('close', () => {
-      const bytes = Buffer.concat(chunks)
-      const end = bytes.indexOf('\r\n\r\n')
-      const head = bytes.subarray(0, end === -1 ? bytes.length : end).toString('latin1')
-      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)
-      if (!status || end === -1) {
-        reject(new Error(`no HTTP response in ${JSON.stringify(bytes.toString('latin1'))}`))
-        return
-      }
-      const body = /^transfer-encoding:\s*chunked\s*$/im.test(head) ? dechunk(bytes.subarray(end + 4)) : bytes.subarray(end + 4)
-      resolve({status: Number(status[1]), env: parseEnvDump(body.toString('utf8'))})
-    })
-    socket.write(headLines.join('\r\n') + '\r\n\r\n', 'latin1')
-  })
-}
-
-function dechunk(bytes: Buffer): Buffer {
-  const parts: Buffer[] = []
-  let offset = 0
-  for (;;) {
-    const lineEnd = bytes.indexOf('\r\n', offset)
-    if (lineEnd === -1) break
-    const size = Number.parseInt(bytes.subarray(offset, lineEnd).toString('latin1'), 16)
-    if (!Number.isFinite(size) || size === 0) break
-    parts.push(bytes.subarray(lineEnd + 2, lineEnd + 2 + size))
-    offset = lineEnd + 2 + size + 2
-  }
-  return Buffer.concat(parts)
+async function rawCgiEnv(port: number, headLines: readonly string[]): Promise<{status: number; env: Record<string, string>}> {
+  const {status, body} = await rawExchange(port, headLines.join('\r\n') + '\r\n\r\n')
+  return {status, env: parseEnvDump(body)}
 }
 
 describe('the environment is built from nothing', () => {
@@ -146,9 +107,7 @@ describe('DOCUMENT_ROOT and SCRIPT_FILENAME agree', () => {
   // PHP-style scripts derive their own URL from SCRIPT_FILENAME minus DOCUMENT_ROOT; with a symlinked document
   // root (/var/www -> /srv/site) one of them must not be the real path while the other is the link.
   test('a page under a symlinked htdocs has a SCRIPT_FILENAME under its DOCUMENT_ROOT', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'cgibox-env-'))
-    await chmod(root, 0o755) // scripts run as an unprivileged user when the tests run as root
-    onTestFinished(() => rm(root, {recursive: true, force: true}))
+    const root = await makeTempDir('env')
     await mkdir(path.join(root, 'real-site'))
     await copyFile(ENV_PY, path.join(root, 'real-site', 'env.py'))
     await symlink('real-site', path.join(root, 'site'))

@@ -1,81 +1,12 @@
 // End-to-end path policy (DESIGN.md "Routing", issue #2 point 7): `..`, `%2e%2e`, `%2f`, double encoding,
 // backslashes, NUL and symlinks that leave a root never escape it. Requests go out on a raw socket, because
 // fetch and URL normalise `..` and `%2e` before they reach the server.
-import {chmod, mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
-import net from 'node:net'
-import {tmpdir} from 'node:os'
+import {chmod, mkdir, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {describe, expect, onTestFinished, test} from 'vitest'
+import {describe, expect, test} from 'vitest'
+import {rawGet} from '../helpers/http.js'
 import {FIXTURES, startTestServer} from '../helpers/server.js'
-
-const RAW_TIMEOUT_MS = 10_000
-
-interface RawResponse {
-  readonly status: number
-  readonly headers: Record<string, string[]>
-  readonly body: string
-}
-
-// Sends `GET <target> HTTP/1.1` byte for byte on a new connection and reads the whole response (bounded).
-function rawGet(port: number, target: string): Promise<RawResponse> {
-  return rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`)
-}
-
-function rawRequest(port: number, request: string): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    const socket = net.connect({host: '127.0.0.1', port})
-    socket.setTimeout(RAW_TIMEOUT_MS, () => socket.destroy(new Error(`raw request got no complete answer in ${RAW_TIMEOUT_MS} ms`)))
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-    socket.on('error', reject)
-    socket.on('close', () => {
-      try {
-        resolve(parseResponse(Buffer.concat(chunks)))
-      } catch (error) {
-        reject(error)
-      }
-    })
-    socket.write(request, 'latin1')
-  })
-}
-
-// Parses one HTTP/1.x response: status line, headers (lower-case names), body (de-chunked).
-function parseResponse(bytes: Buffer): RawResponse {
-  const end = bytes.indexOf('\r\n\r\n')
-  if (end === -1) throw new Error(`no complete response head in ${JSON.stringify(bytes.toString('latin1'))}`)
-  const [statusLine = '', ...lines] = bytes.subarray(0, end).toString('latin1').split('\r\n')
-  const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine)
-  if (!status) throw new Error(`bad status line ${JSON.stringify(statusLine)}`)
-  const headers: Record<string, string[]> = {}
-  for (const line of lines) {
-    const colon = line.indexOf(':')
-    const name = line.slice(0, colon).trim().toLowerCase()
-    ;(headers[name] ??= []).push(line.slice(colon + 1).trim())
-  }
-  let body = bytes.subarray(end + 4)
-  if (headers['transfer-encoding']?.[0]?.toLowerCase() === 'chunked') body = dechunk(body)
-  return {status: Number(status[1]), headers, body: body.toString('utf8')}
-}
-
-function dechunk(bytes: Buffer): Buffer {
-  const parts: Buffer[] = []
-  let offset = 0
-  for (;;) {
-    const lineEnd = bytes.indexOf('\r\n', offset)
-    if (lineEnd === -1) break
-    const size = Number.parseInt(bytes.subarray(offset, lineEnd).toString('latin1'), 16)
-    if (!Number.isFinite(size) || size === 0) break
-    parts.push(bytes.subarray(lineEnd + 2, lineEnd + 2 + size))
-    offset = lineEnd + 2 + size + 2
-  }
-  return Buffer.concat(parts)
-}
-
-async function makeTempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cgibox-path-policy-'))
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
-}
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 describe('requests that try to leave the document root', () => {
   // [raw request target, status the design gives it]: 400 bad encoding or NUL, 403 dot segments, 404 the rest.
@@ -160,7 +91,7 @@ describe('symlinks in the script directory', () => {
     ['/cgi-bin/sh', '/bin/sh'],
     ['/cgi-bin/outside/passwd', '/etc'],
   ])('%s (a symlink to %s) is neither run nor served', async (target, linkTarget) => {
-    const cgiBin = await makeTempDir()
+    const cgiBin = await makeTempDir('path-policy')
     await writeFile(path.join(cgiBin, 'ok.sh'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\nok\\n"\n')
     await chmod(path.join(cgiBin, 'ok.sh'), 0o755)
     await symlink(linkTarget, path.join(cgiBin, target.split('/')[2]!))
@@ -183,7 +114,7 @@ describe('symlinks in the script directory', () => {
 
 describe('htdocs symlinks to directories', () => {
   test('a symlinked directory inside htdocs is served; one leaving it is not', async () => {
-    const root = await makeTempDir()
+    const root = await makeTempDir('path-policy')
     const htdocs = path.join(root, 'htdocs')
     await mkdir(path.join(htdocs, 'real'), {recursive: true})
     await writeFile(path.join(htdocs, 'real', 'file.txt'), 'inside\n')

@@ -1,32 +1,18 @@
 // End-to-end routing (DESIGN.md "Routing", issue #2 point 2): cgi-bin and htbin, nested scripts and PATH_INFO,
 // script pages under htdocs, program mounts, script sources never served or listed, and static files.
-import {chmod, mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, symlink, writeFile} from 'node:fs/promises'
 import {realpathSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {describe, expect, onTestFinished, test} from 'vitest'
-import {FIXTURES, parseEnvDump, startTestServer} from '../helpers/server.js'
+import {describe, expect, test} from 'vitest'
+import {cgiEnv, FIXTURES, startTestServer} from '../helpers/server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const ENV_PY = realpathSync(path.join(FIXTURES, 'cgi-bin', 'env.py'))
 const PLAIN_FILE_TEXT = 'not executable and no known extension'
 
-// GETs a URL and returns the status and the env-KEY=value map printed by env.py.
-async function cgiEnv(url: string, init?: RequestInit): Promise<{status: number; env: Record<string, string>}> {
-  const response = await fetch(url, init)
-  return {status: response.status, env: parseEnvDump(await response.text())}
-}
-
-// A temporary directory removed when the test finishes.
-async function makeTempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cgibox-routing-'))
-  await chmod(dir, 0o755) // scripts run as an unprivileged user when the tests run as root
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
-}
-
 // htdocs/ with index.html, cgi-bin/{secret, run.sh} inside it, mirror -> cgi-bin and run-link.sh -> cgi-bin/run.sh.
 async function makeSiteWithCgiBinInside(): Promise<{htdocs: string; cgiBin: string}> {
-  const root = await makeTempDir()
+  const root = await makeTempDir('routing')
   const htdocs = path.join(root, 'htdocs')
   const cgiBin = path.join(htdocs, 'cgi-bin')
   await mkdir(cgiBin, {recursive: true})

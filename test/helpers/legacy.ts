@@ -1,10 +1,8 @@
-// Helpers for the legacy-program tests (issue #4 point 3): a server over test/fixtures/legacy, temp dirs,
-// and the key=value reports the fixtures print.
+// Helpers for the legacy-program tests (issue #4 point 3): a server over test/fixtures/legacy, the key=value
+// reports the fixtures print, and handing a tree to the script user. Temp dirs come from ./temp-dir.js.
 import {createHash} from 'node:crypto'
-import {chmod, lchown, lstat, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {lchown, lstat, readdir, readFile} from 'node:fs/promises'
 import path from 'node:path'
-import {onTestFinished} from 'vitest'
 import type {RawConfig} from '../../src/config.js'
 import {FIXTURES, startTestServer, type TestServer} from './server.js'
 
@@ -13,14 +11,6 @@ export const LEGACY = path.join(FIXTURES, 'legacy')
 // Starts cgibox with test/fixtures/legacy/{htdocs,cgi-bin} and the given settings on top.
 export function startLegacyServer(settings: RawConfig = {}): Promise<TestServer> {
   return startTestServer({htdocs: path.join(LEGACY, 'htdocs'), cgiBin: path.join(LEGACY, 'cgi-bin'), ...settings})
-}
-
-// A temporary directory removed when the test finishes (after the server, which was registered later, closes).
-export async function makeTempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), `cgibox-${prefix}-`))
-  await chmod(dir, 0o755) // scripts run as an unprivileged user when the tests run as root
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
 }
 
 // Parses `key=value` lines into a map (the fixtures' report format).

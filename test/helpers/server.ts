@@ -58,6 +58,12 @@ export function parseEnvDump(text: string): Record<string, string> {
   return env
 }
 
+// Fetches a URL served by env.py (init as for fetch) and returns the status and the map it printed.
+export async function cgiEnv(url: string, init?: RequestInit): Promise<{status: number; env: Record<string, string>}> {
+  const response = await fetch(url, init)
+  return {status: response.status, env: parseEnvDump(await response.text())}
+}
+
 // True while a process with this pid exists (and is not a zombie).
 export function isAlive(pid: number): boolean {
   try {

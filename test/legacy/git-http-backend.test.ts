@@ -6,8 +6,9 @@ import {randomBytes} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {describe, expect, test} from 'vitest'
-import {handToScriptUser, makeTempDir, startLegacyServer} from '../helpers/legacy.js'
+import {handToScriptUser, startLegacyServer} from '../helpers/legacy.js'
 import type {TestServer} from '../helpers/server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const GIT_HTTP_BACKEND = '/usr/lib/git-core/git-http-backend'
 const MIB = 1024 * 1024

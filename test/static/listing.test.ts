@@ -1,50 +1,23 @@
 // Directory answers: renderListing as a table, serveDirectory end to end on a real HTTP server with fixture directories.
 import {execFileSync} from 'node:child_process'
-import {mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
-import http, {STATUS_CODES, type IncomingMessage, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
-import os from 'node:os'
+import {mkdir, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {describe, expect, onTestFinished, test} from 'vitest'
-import {HttpError, MethodNotAllowedError, NotFoundError} from '../../src/errors.js'
+import {describe, expect, test} from 'vitest'
+import {MethodNotAllowedError, NotFoundError} from '../../src/errors.js'
 import {renderListing, serveDirectory, type ListingEntry, type ListingOptions} from '../../src/static/listing.js'
+import {startHandlerServer, type Outcome} from '../helpers/static-server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/static/', import.meta.url))
 const MTIME = new Date('2024-05-06T07:08:09Z')
 
-interface Outcome {
-  readonly error?: unknown
-}
-
 // Starts a server that treats the URL path as a directory under root; errors become bare status responses.
-async function startServer(root: string, options: ListingOptions = {upload: false}): Promise<{url: string; outcomes: Outcome[]}> {
-  const outcomes: Outcome[] = []
-  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+function startServer(root: string, options: ListingOptions = {upload: false}): Promise<{url: string; outcomes: Outcome[]}> {
+  return startHandlerServer((req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
-    serveDirectory(req, res, {dirPath: path.join(root, urlPath), urlPath}, options).then(
-      () => outcomes.push({}),
-      (error: unknown) => {
-        outcomes.push({error})
-        if (res.headersSent) return res.destroy()
-        const status = error instanceof HttpError ? error.status : 500
-        res.writeHead(status, error instanceof HttpError ? {...error.headers} : {})
-        res.end(STATUS_CODES[status])
-      },
-    )
+    return serveDirectory(req, res, {dirPath: path.join(root, urlPath), urlPath}, options)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  onTestFinished(() => new Promise<void>((resolve) => {
-    server.closeAllConnections()
-    server.close(() => resolve())
-  }))
-  return {url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, outcomes}
-}
-
-async function makeTempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'cgibox-listing-'))
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
 }
 
 function file(name: string, size = 1): ListingEntry {
@@ -212,7 +185,7 @@ describe('serveDirectory', () => {
 
   describe('with hostile names created at test time', () => {
     test('escapes and encodes every name, and links resolve back to the same name', async () => {
-      const dir = await makeTempDir()
+      const dir = await makeTempDir('listing')
       const names = ['<script>.txt', '<img src=x onerror=alert(1)>', 'a"b\'c.txt', 'a&amp;b.txt', '100% #?.txt', 'x:y', 'back\\slash']
       for (const name of names) await writeFile(path.join(dir, name), name)
       await mkdir(path.join(dir, '<dir>'))
@@ -230,7 +203,7 @@ describe('serveDirectory', () => {
     })
 
     test('lists the target type of symlinks and leaves out dangling ones and FIFOs', async () => {
-      const dir = await makeTempDir()
+      const dir = await makeTempDir('listing')
       await mkdir(path.join(dir, 'real-dir'))
       await writeFile(path.join(dir, 'real.txt'), 'x')
       await symlink('real-dir', path.join(dir, 'link-dir'))
@@ -243,7 +216,7 @@ describe('serveDirectory', () => {
     })
 
     test('does not follow an index.html symlink that leaves the directory', async () => {
-      const dir = await makeTempDir()
+      const dir = await makeTempDir('listing')
       await mkdir(path.join(dir, 'site'))
       await writeFile(path.join(dir, 'outside.html'), 'outside')
       await symlink('../outside.html', path.join(dir, 'site', 'index.html'))
@@ -254,7 +227,7 @@ describe('serveDirectory', () => {
     })
 
     test('follows an index.html symlink to a file inside the directory', async () => {
-      const dir = await makeTempDir()
+      const dir = await makeTempDir('listing')
       await writeFile(path.join(dir, 'home.html'), 'home')
       await symlink('home.html', path.join(dir, 'index.html'))
       const {url} = await startServer(dir)
@@ -262,7 +235,7 @@ describe('serveDirectory', () => {
     })
 
     test('skips an index.html that is a directory and falls back to index.htm', async () => {
-      const dir = await makeTempDir()
+      const dir = await makeTempDir('listing')
       await mkdir(path.join(dir, 'index.html'))
       await writeFile(path.join(dir, 'index.htm'), 'htm')
       const {url} = await startServer(dir)

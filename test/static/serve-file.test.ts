@@ -1,42 +1,22 @@
 // serveFile end to end: a real HTTP server calls it directly with fixture paths (send's nums.txt / name.txt).
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
-import http, {STATUS_CODES, type IncomingMessage, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
-import os from 'node:os'
+import {writeFile} from 'node:fs/promises'
+import http from 'node:http'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {describe, expect, onTestFinished, test} from 'vitest'
-import {HttpError, MethodNotAllowedError, NotFoundError, PreconditionFailedError, RangeNotSatisfiableError} from '../../src/errors.js'
+import {describe, expect, test} from 'vitest'
+import {MethodNotAllowedError, NotFoundError, PreconditionFailedError, RangeNotSatisfiableError} from '../../src/errors.js'
 import {serveFile} from '../../src/static/serve-file.js'
+import {startHandlerServer, type Outcome} from '../helpers/static-server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/static/', import.meta.url))
 
-interface Outcome {
-  readonly error?: unknown
-}
-
 // Starts a server that maps the URL path to a file under root and serves it; errors become bare status responses.
-async function startServer(root = FIXTURES): Promise<{url: string; outcomes: Outcome[]}> {
-  const outcomes: Outcome[] = []
-  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+function startServer(root = FIXTURES): Promise<{url: string; outcomes: Outcome[]}> {
+  return startHandlerServer((req, res) => {
     const filePath = path.join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname))
-    serveFile(req, res, filePath).then(
-      () => outcomes.push({}),
-      (error: unknown) => {
-        outcomes.push({error})
-        if (res.headersSent) return res.destroy()
-        const status = error instanceof HttpError ? error.status : 500
-        res.writeHead(status, error instanceof HttpError ? {...error.headers} : {})
-        res.end(STATUS_CODES[status])
-      },
-    )
+    return serveFile(req, res, filePath)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  onTestFinished(() => new Promise<void>((resolve) => {
-    server.closeAllConnections()
-    server.close(() => resolve())
-  }))
-  return {url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, outcomes}
 }
 
 // A request through node:http; fetch adds Cache-Control: no-cache to conditional requests, which makes send answer 200.
@@ -49,12 +29,6 @@ async function request(url: string, headers: Record<string, string> = {}): Promi
       response.on('end', () => resolve({status: response.statusCode ?? 0, headers: response.headers, body}))
     }).on('error', reject)
   })
-}
-
-async function makeTempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'cgibox-serve-file-'))
-  onTestFinished(() => rm(dir, {recursive: true, force: true}))
-  return dir
 }
 
 describe('serveFile', () => {
@@ -122,7 +96,7 @@ describe('serveFile', () => {
       ['.hidden'],
       ['sp ace & <b>.txt'],
     ])('serves %s', async (name) => {
-      const dir = await makeTempDir()
+      const dir = await makeTempDir('serve-file')
       await writeFile(path.join(dir, name), `content of ${name}`)
       await writeFile(path.join(dir, 'A.txt'), 'wrong file')
       const {url} = await startServer(dir)
@@ -257,7 +231,7 @@ describe('serveFile', () => {
   })
 
   test('resolves when the client goes away in the middle of a large file', async () => {
-    const dir = await makeTempDir()
+    const dir = await makeTempDir('serve-file')
     await writeFile(path.join(dir, 'big.bin'), Buffer.alloc(32 * 1024 * 1024))
     const {url, outcomes} = await startServer(dir)
     await new Promise<void>((resolve, reject) => {

@@ -1,17 +1,17 @@
 // Uploads into listed directories (issue 4, item 4) through a real cgibox: safe names, no overwrite, size cap,
 // no scripts, no cgi-bin, and no file left behind by a failed or abandoned upload.
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile} from 'node:fs/promises'
-import http, {STATUS_CODES} from 'node:http'
-import type {AddressInfo} from 'node:net'
-import os from 'node:os'
+import {mkdir, readdir, readFile, stat, symlink, writeFile} from 'node:fs/promises'
+import {STATUS_CODES} from 'node:http'
 import path from 'node:path'
-import {describe, expect, onTestFinished, test} from 'vitest'
+import {describe, expect, test} from 'vitest'
 import {normalizeConfig} from '../../src/config.js'
 import {BadUploadError, ForbiddenError, HttpError} from '../../src/errors.js'
 import {normalizeUploadName, receiveUpload, UPLOAD_TEMP_PREFIX, type UploadOptions} from '../../src/static/upload.js'
 import {openSocket, rawRequest} from '../helpers/http.js'
 import {FIXTURES, startTestServer, type TestServer} from '../helpers/server.js'
+import {listenForTest} from '../helpers/static-server.js'
+import {makeTempDir} from '../helpers/temp-dir.js'
 
 const BOUNDARY = 'cgibox-test-boundary-7f3a'
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -49,8 +49,7 @@ function postMultipart(url: string, body: Buffer): Promise<Response> {
 // A fresh site root (removed when the test finishes) with htdocs/ inside it, so a file that escaped htdocs
 // would still be found by listFiles(root).
 async function makeSite(): Promise<{root: string; htdocs: string}> {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'cgibox-upload-'))
-  onTestFinished(() => rm(root, {recursive: true, force: true}))
+  const root = await makeTempDir('upload')
   const htdocs = path.join(root, 'htdocs')
   await mkdir(htdocs)
   return {root, htdocs}
@@ -277,19 +276,14 @@ describe('upload', () => {
       const config = normalizeConfig({htdocs, cgiBin})
       const options: UploadOptions = {...config, urlPath: '/'}
       const errors: unknown[] = []
-      const server = http.createServer((req, res) => {
+      const url = await listenForTest((req, res) => {
         receiveUpload(req, res, path.join(cgiBin, 'inner'), options).catch((error: unknown) => {
           errors.push(error)
           const status = error instanceof HttpError ? error.status : 500
           res.writeHead(status, {Connection: 'close'}).end(STATUS_CODES[status])
         })
       })
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-      onTestFinished(() => new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }))
-      const response = await postMultipart(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+      const response = await postMultipart(`${url}/`,
         multipart([{disposition: '; filename="evil"', content: Buffer.from('x')}]))
       expect(response.status).toBe(403)
       expect(errors[0]).toBeInstanceOf(ForbiddenError)
