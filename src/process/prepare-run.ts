@@ -14,6 +14,14 @@ import type {UidPool} from './uid-pool.js'
 export const BWRAP_OWN_PROCESSES = 2
 /** How long the outer bwrap may take to exit after its namespace was killed before it is SIGKILLed too. */
 const BWRAP_MONITOR_EXIT_MS = 200
+/**
+ * bwrap's own two processes (the outer monitor and the namespace's init) keep their fds 0-2 open until the run
+ * ends, so a script that closes its stdout and lingers would hold the response open until the deadline. The run's
+ * stdout therefore reaches bwrap as fd 3 (fd 1 is /dev/null): both bwrap processes close fds above 2, and this sh,
+ * the first command inside, moves it back to fd 1.
+ */
+const STDOUT_FD = 3
+const RESTORE_STDOUT = `exec 1>&${STDOUT_FD} ${STDOUT_FD}>&-; exec "$@"`
 
 export type Identity =
   | {readonly kind: 'server'}
@@ -45,7 +53,7 @@ export function prepareRun(runner: Runner, spec: SandboxRunSpec): PreparedRun {
     if (perRunUid !== null && identity.kind === 'pool') identity.pool.release(perRunUid)
   }
   let cgroup: RunCgroup | null = null
-  let wrapped: {command: string; args: string[]; inner: string[]; rlimits: Rlimits}
+  let wrapped: ReturnType<typeof wrapArgv>
   try {
     if (runner.cgroups !== null) {
       cgroup = runner.cgroups.createRun(level === 'none'
@@ -66,7 +74,10 @@ export function prepareRun(runner: Runner, spec: SandboxRunSpec): PreparedRun {
     args: wrapped.args,
     uid: spawnUid,
     gid: spawnGid,
-    steps: {cgroupProcsFiles: cgroup?.procsFiles ?? [], rlimits: wrapped.rlimits, uid: spawnUid, gid: spawnGid, argv: wrapped.inner},
+    steps: {
+      cgroupProcsFiles: cgroup?.procsFiles ?? [], rlimits: wrapped.rlimits, uid: spawnUid, gid: spawnGid, argv: wrapped.inner,
+      stdoutFd: wrapped.stdoutFd,
+    },
     gracefulKill: level !== 'bwrap',
     killAll(pid, atExit = false) {
       const members = cgroup !== null ? cgroup.members() : perRunUid !== null ? listProcessesOfUid(perRunUid) : []
@@ -105,10 +116,11 @@ export function prepareRun(runner: Runner, spec: SandboxRunSpec): PreparedRun {
 }
 
 // The argv of a run: `sh -c '<join cgroups> && <ulimits>; exec "$@"'` in front of setpriv (rlimit), nsenter + bwrap
-// or bwrap alone, in front of the script's argv; no sh at all when there is nothing to set up.
+// or bwrap alone, in front of the script's argv; no sh at all when there is nothing to set up. bwrap: the outer sh
+// hands bwrap the stdout pipe as fd 3 and an sh inside moves it back to fd 1 (STDOUT_FD).
 function wrapArgv(runner: Runner, spec: SandboxRunSpec, run: {
   uid: number | null; gid: number | null; perRunUid: number | null; sharedNetns: string | null; cgroup: RunCgroup | null
-}): {command: string; args: string[]; inner: string[]; rlimits: Rlimits} {
+}): {command: string; args: string[]; inner: string[]; rlimits: Rlimits; stdoutFd: 1 | 3} {
   const {level, tools, bwrap} = runner
   const controllers = runner.cgroups?.controllers ?? []
   const rlimits = level === 'none' ? {} : runRlimits(spec.limits, {
@@ -126,7 +138,7 @@ function wrapArgv(runner: Runner, spec: SandboxRunSpec, run: {
       tmpBytes: spec.limits.tmpBytes,
       readOnlyPaths: spec.readOnlyPaths,
       unshareNet: run.sharedNetns === null,
-      argv: spec.argv,
+      argv: [tools.sh, '-c', RESTORE_STDOUT, 'cgibox-stdout', ...spec.argv],
     })]
     inner = run.sharedNetns !== null && tools.nsenter !== null && run.uid !== null
       ? [tools.nsenter, `--net=${run.sharedNetns}`, '-S', String(run.uid), '-G', String(run.gid), '--', ...bwrapArgv]
@@ -137,11 +149,13 @@ function wrapArgv(runner: Runner, spec: SandboxRunSpec, run: {
   } else {
     inner = [...spec.argv]
   }
+  const stdoutFd = level === 'bwrap' ? STDOUT_FD : 1
   const setup = [...(run.cgroup?.procsFiles ?? []).map((file) => `echo $$ > ${shellQuote(file)}`), ...ulimitCommands(rlimits)]
-  if (setup.length === 0) return {command: inner[0]!, args: inner.slice(1), inner, rlimits}
+  if (setup.length === 0 && stdoutFd === 1) return {command: inner[0]!, args: inner.slice(1), inner, rlimits, stdoutFd}
+  const moveStdout = stdoutFd === 1 ? '' : ` ${stdoutFd}>&1 1>/dev/null`
   // unset PWD: sh exports it, and a script's environment is exactly what cgibox built.
-  const script = `{ ${setup.join(' && ')}; } || { echo 'cgibox: could not apply the sandbox limits' >&2; exit 125; }; unset PWD; exec "$@"`
-  return {command: tools.sh, args: ['-c', script, 'cgibox-run', ...inner], inner, rlimits}
+  const script = `{ ${setup.join(' && ') || ':'}; } || { echo 'cgibox: could not apply the sandbox limits' >&2; exit 125; }; unset PWD; exec "$@"${moveStdout}`
+  return {command: tools.sh, args: ['-c', script, 'cgibox-run', ...inner], inner, rlimits, stdoutFd}
 }
 
 function shellQuote(value: string): string {

@@ -55,8 +55,8 @@ export interface PreparedRun {
   readonly gracefulKill: boolean
   /**
    * The same run as steps for a spawner that forks itself (no sh): join `cgroupProcsFiles`, set `rlimits`,
-   * setgroups(0) + setgid + setuid when set, then exec `argv` (setpriv | nsenter | bwrap … script). command/args
-   * above are exactly these steps done by `sh -c`.
+   * setgroups(0) + setgid + setuid when set, then exec `argv` (setpriv | nsenter | bwrap … script) with the run's
+   * stdout on `stdoutFd` (3: fd 1 is then /dev/null). command/args above are exactly these steps done by `sh -c`.
    */
   readonly steps: {
     readonly cgroupProcsFiles: readonly string[]
@@ -64,6 +64,8 @@ export interface PreparedRun {
     readonly uid: number | undefined
     readonly gid: number | undefined
     readonly argv: readonly string[]
+    /** 3 for bwrap, whose own processes would keep fd 1 open after the script closed its stdout; else 1. */
+    readonly stdoutFd: 1 | 3
   }
   /**
    * SIGKILLs the whole run now: the direct child `pid`, its process group, and every member of the run's cgroup
@@ -130,7 +132,7 @@ export const PROCESS_GROUP_ONLY: Sandbox = {
     uid: undefined,
     gid: undefined,
     gracefulKill: true,
-    steps: {cgroupProcsFiles: [], rlimits: {}, uid: undefined, gid: undefined, argv: spec.argv},
+    steps: {cgroupProcsFiles: [], rlimits: {}, uid: undefined, gid: undefined, argv: spec.argv, stdoutFd: 1},
     killAll(pid) {
       signalProcess(pid, 'SIGKILL')
       signalGroup(pid, 'SIGKILL')

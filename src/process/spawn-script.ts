@@ -2,6 +2,7 @@
 // kill() ends the whole run (process group, PID namespace, cgroup); exited resolves once the direct child is reaped
 // and nothing of the run is left. It does not decide when to kill (run-cgi.ts does) and never buffers output.
 import {spawn, type ChildProcess} from 'node:child_process'
+import os from 'node:os'
 import type {Readable, Writable} from 'node:stream'
 import type {Limits} from '../config.js'
 import {signalGroup} from './kill-tree.js'
@@ -33,6 +34,7 @@ export interface SpawnSpec {
 
 export interface ExitStatus {
   readonly code: number | null
+  /** The signal the script died of. bwrap reports that as exit code 128 + signal, which is turned back into it. */
   readonly signal: NodeJS.Signals | null
   /** The limit the kernel enforced on the run (memory cgroup OOM kill, pids limit hit, RLIMIT_CPU/FSIZE), or null. */
   readonly resourceLimit: ResourceLimit | null
@@ -45,7 +47,7 @@ export interface ScriptProcess {
   readonly stderr: Readable
   /** Resolves when the run's direct child has exited and been reaped and the rest of the run is killed (never rejects). */
   readonly exited: Promise<ExitStatus>
-  /** The first reason the run was killed for, or null. */
+  /** The first reason the run was killed for while it was running, or null. */
   readonly killReason: KillReason | null
   /** Kills the whole run; idempotent, the first reason wins. Trusted levels: SIGTERM, SIGKILL after killGraceMs. */
   kill(reason: KillReason): void
@@ -58,7 +60,8 @@ let exitHookInstalled = false
 // Spawns the script in its own process group, wrapped by the sandbox, with exactly the given environment.
 export function spawnScript(spec: SpawnSpec): ScriptProcess {
   if (spec.argv[0] === undefined) throw new TypeError('spawnScript needs a command')
-  const prepared = (spec.sandbox ?? PROCESS_GROUP_ONLY).prepareRun({
+  const sandbox = spec.sandbox ?? PROCESS_GROUP_ONLY
+  const prepared = sandbox.prepareRun({
     argv: spec.argv, cwd: spec.cwd, limits: spec.limits, readOnlyPaths: spec.readOnlyPaths ?? [],
   })
   let child: ChildProcess
@@ -89,7 +92,8 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
       if (graceTimer) clearTimeout(graceTimer)
       // The leader is gone; whatever is left of the run dies now (no orphans keep running).
       signalGroup(child.pid, 'SIGKILL')
-      void finishRun(prepared, code, signal).then((status) => {
+      const exit = sandbox.level === 'bwrap' ? signalFromBwrapExit(code, signal) : {code, signal}
+      void finishRun(prepared, exit.code, exit.signal).then((status) => {
         LIVE_RUNS.delete(killAtExit)
         resolve(status)
       })
@@ -105,9 +109,10 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
     exited,
     get killReason() { return killReason },
     kill(reason: KillReason) {
-      if (killReason !== null) return
+      // A run whose direct child has exited was not killed: its record must not name a reason (run-cgi cuts off a
+      // response after the run died, e.g. of the memory limit, and its close handler then calls kill).
+      if (killReason !== null || !running) return
       killReason = reason // recorded before the kill, so whoever sees the exit sees the reason (execa ??=)
-      if (!running) return
       if (!prepared.gracefulKill) {
         killHard()
         return
@@ -127,6 +132,14 @@ async function finishRun(prepared: PreparedRun, code: number | null, signal: Nod
     // Cleanup is best effort; leftovers are removed at the next startup.
   }
   return {code, signal, resourceLimit}
+}
+
+// bwrap exits with 128 + N when its command died of signal N (as shells report it): a crash or an OOM kill of the
+// script must read as a death by signal at every level, so that a response it had started is cut off.
+function signalFromBwrapExit(code: number | null, signal: NodeJS.Signals | null): {code: number | null; signal: NodeJS.Signals | null} {
+  if (signal !== null || code === null || code <= 128) return {code, signal}
+  const name = Object.entries(os.constants.signals).find(([, number]) => number === code - 128)?.[0]
+  return name === undefined ? {code, signal} : {code: null, signal: name as NodeJS.Signals}
 }
 
 // On process exit (normal end, uncaught exception) every live run is SIGKILLed; bwrap runs also die with their
