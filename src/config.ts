@@ -97,6 +97,8 @@ export interface Config {
   readonly cacheDir: string
   /** `combined`, `common` or `off`. Default: `combined`. */
   readonly accessLog: 'combined' | 'common' | 'off'
+  /** How long a small static file (≤ 256 KiB) is served from memory before the disk is checked again; 0 = never. Default: `1_000`. */
+  readonly staticCacheMs: number
 }
 
 const MIB = 1024 * 1024
@@ -132,7 +134,7 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]
 const TOP_KEYS = [
   'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
   'mounts', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart', 'uidPoolSize',
-  'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'limits', ...LIMIT_KEYS,
+  'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'staticCacheMs', 'limits', ...LIMIT_KEYS,
 ]
 const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', 'readPaths', ...LIMIT_KEYS]
 
@@ -164,6 +166,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     maxUploadBytes = 64 * MIB,
     cacheDir = path.join(process.env.TMPDIR ?? '/tmp', `cgibox-cache-${process.getuid?.() ?? 0}`),
     accessLog = 'combined',
+    staticCacheMs = 1_000,
   } = raw
   const limits = normalizeLimits(raw, DEFAULT_LIMITS, '')
   const normalizedPassAuthorization = expectBoolean('passAuthorization', passAuthorization)
@@ -192,6 +195,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     maxUploadBytes: expectInteger('maxUploadBytes', maxUploadBytes, 0),
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
     accessLog: expectOneOf('accessLog', accessLog, ['combined', 'common', 'off'] as const),
+    staticCacheMs: expectInteger('staticCacheMs', staticCacheMs, 0),
   }
   return deepFreeze(config)
 }

@@ -13,6 +13,7 @@ import {createSandbox, validateSandboxRequirements} from './process/sandbox.js'
 import {spawnScript} from './process/spawn-script.js'
 import {createRouter} from './router.js'
 import {serveDirectory} from './static/listing.js'
+import {createFileCache} from './static/file-cache.js'
 import {serveFile} from './static/serve-file.js'
 import {receiveUpload} from './static/upload.js'
 
@@ -43,6 +44,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     throw error
   }
   const gate = createGate(config)
+  const fileCache = createFileCache({validMs: config.staticCacheMs, maxFileBytes: 256 * 1024, maxTotalBytes: 64 * 1024 * 1024})
   let nextRequestId = 1
   const ctx: CgiContext = {
     config,
@@ -62,7 +64,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
   async function dispatch(req: IncomingMessage, res: ServerResponse, line: RequestLine): Promise<void> {
     const query = line.url.indexOf('?')
-    const route = await router.resolveRoute(query === -1 ? line.url : line.url.slice(0, query))
+    const pathname = query === -1 ? line.url : line.url.slice(0, query)
+    if (line.redirects === 0 && fileCache.serve(req, res, pathname)) return
+    const route = await router.resolveRoute(pathname)
     switch (route.kind) {
       case 'script':
         return runCgi(req, res, line, route.script, ctx)
@@ -85,7 +89,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         }
         return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload})
       case 'static':
-        return serveFile(req, res, route.filePath)
+        await serveFile(req, res, route.filePath)
+        fileCache.remember(pathname, route.filePath, res)
+        return
     }
   }
 
