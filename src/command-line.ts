@@ -33,6 +33,7 @@ const FLAGS = {
   'max-upload': {key: 'maxUploadBytes', kind: 'int'},
   'pass-authorization': {key: 'passAuthorization', kind: 'boolean'},
   'access-log': {key: 'accessLog', kind: 'string'},
+  'spawner': {key: 'spawner', kind: 'string'},
 } as const
 
 export const HELP = `Usage: cgibox [options]
@@ -65,6 +66,7 @@ anywhere under --htdocs, and everything else under --htdocs as static files.
   --max-upload <bytes>    largest upload (default 67108864)
   --pass-authorization    export the Authorization header to scripts
   --access-log <format>   combined | common | off (default combined)
+  --spawner <how>         helper (a small python3 process forks runs) | fork (default helper)
   --help                  show this help
   --version               show the version
 `

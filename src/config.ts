@@ -99,6 +99,11 @@ export interface Config {
   readonly accessLog: 'combined' | 'common' | 'off'
   /** How long a small static file (≤ 256 KiB) is served from memory before the disk is checked again; 0 = never. Default: `1_000`. */
   readonly staticCacheMs: number
+  /**
+   * How runs are started: `helper`, a small long-lived python3 process that forks them (falls back to `fork` when
+   * python3 cannot run it), or `fork`, child_process from the server itself. Default: `helper`.
+   */
+  readonly spawner: 'helper' | 'fork'
 }
 
 const MIB = 1024 * 1024
@@ -134,7 +139,7 @@ const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]
 const TOP_KEYS = [
   'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
   'mounts', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart', 'uidPoolSize',
-  'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'staticCacheMs', 'limits', ...LIMIT_KEYS,
+  'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'staticCacheMs', 'spawner', 'limits', ...LIMIT_KEYS,
 ]
 const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', 'readPaths', ...LIMIT_KEYS]
 
@@ -167,6 +172,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     cacheDir = path.join(process.env.TMPDIR ?? '/tmp', `cgibox-cache-${process.getuid?.() ?? 0}`),
     accessLog = 'combined',
     staticCacheMs = 1_000,
+    spawner = 'helper',
   } = raw
   const limits = normalizeLimits(raw, DEFAULT_LIMITS, '')
   const normalizedPassAuthorization = expectBoolean('passAuthorization', passAuthorization)
@@ -196,6 +202,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
     accessLog: expectOneOf('accessLog', accessLog, ['combined', 'common', 'off'] as const),
     staticCacheMs: expectInteger('staticCacheMs', staticCacheMs, 0),
+    spawner: expectOneOf('spawner', spawner, ['helper', 'fork'] as const),
   }
   return deepFreeze(config)
 }

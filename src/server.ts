@@ -11,6 +11,7 @@ import {createGate} from './limits/concurrency.js'
 import {createConsoleLogger, type Logger} from './log.js'
 import {createSandbox, validateSandboxRequirements} from './process/sandbox.js'
 import {spawnScript} from './process/spawn-script.js'
+import {createSpawner} from './process/spawner.js'
 import {createRouter} from './router.js'
 import {serveDirectory} from './static/listing.js'
 import {createFileCache} from './static/file-cache.js'
@@ -37,9 +38,17 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const logger = options.logger ?? createConsoleLogger(config.accessLog)
   const router = await createRouter(config)
   const sandbox = await createSandbox(config)
+  // A helper that forks runs, so this process is not forked per request; without python3, fork as before.
+  const spawner = config.spawner === 'helper'
+    ? await createSpawner().catch((error: unknown) => {
+      logger.error(`spawner: ${(error as Error).message}; runs are forked by the server`)
+      return null
+    })
+    : null
   try {
     validateSandboxRequirements(sandbox, config.mounts)
   } catch (error) {
+    await spawner?.close()
     await sandbox.close()
     throw error
   }
@@ -56,7 +65,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     // The sandbox sees the document root, the .ts cache and a mount's extra paths read-only; cwd and absolute
     // argv entries (interpreter, script, cached page) are bound by the sandbox itself.
     spawn: (spec: RunSpec) => spawnScript({
-      argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits, sandbox,
+      argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits, sandbox, spawner,
       readOnlyPaths: [router.documentRoot, config.cacheDir, ...spec.script.mount?.readPaths ?? []],
     }),
     dispatch,
@@ -129,6 +138,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       })
     })
   } catch (error) {
+    await spawner?.close()
     await sandbox.close()
     throw error
   }
@@ -139,9 +149,13 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     url: `http://${host}:${address.port}/`,
     port: address.port,
     server,
-    sandbox: sandbox.describe(),
+    sandbox: `${sandbox.describe()}; runs started by ${spawner ? 'the spawner helper' : 'fork of the server'}`,
     close() {
-      closing ??= shutdown(server, sockets, ctx, config.shutdownGraceMs).finally(() => sandbox.close())
+      closing ??= shutdown(server, sockets, ctx, config.shutdownGraceMs)
+        .finally(async () => {
+          await spawner?.close()
+          await sandbox.close()
+        })
       return closing
     },
   }

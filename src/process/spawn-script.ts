@@ -6,6 +6,7 @@ import os from 'node:os'
 import type {Readable, Writable} from 'node:stream'
 import type {Limits} from '../config.js'
 import {signalGroup} from './kill-tree.js'
+import type {Spawner} from './spawner.js'
 import {PROCESS_GROUP_ONLY, type PreparedRun, type ResourceLimit, type Sandbox} from './sandbox.js'
 
 export type {ResourceLimit} from './sandbox.js'
@@ -30,6 +31,18 @@ export interface SpawnSpec {
    * Default: `[]`.
    */
   readonly readOnlyPaths?: readonly string[]
+  /** The spawner helper (spawner.ts) when the server runs one; default: fork this process (child_process). */
+  readonly spawner?: Spawner | null
+}
+
+/** What spawnScript needs of a child: a ChildProcess, or a run of the spawner (spawner.ts). */
+type Child = {
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown
+  once(event: 'error' | 'spawn', listener: () => void): unknown
+  readonly pid?: number | undefined
+  readonly stdin: Writable | null
+  readonly stdout: Readable | null
+  readonly stderr: Readable | null
 }
 
 export interface ExitStatus {
@@ -64,16 +77,23 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
   const prepared = sandbox.prepareRun({
     argv: spec.argv, cwd: spec.cwd, limits: spec.limits, readOnlyPaths: spec.readOnlyPaths ?? [],
   })
-  let child: ChildProcess
+  let child: Child
   try {
-    child = spawn(prepared.command, prepared.args, {
-      cwd: spec.cwd,
-      env: spec.env,
-      detached: true, // own process group (and session): kill(-pid) reaches the wrappers and trusted descendants
-      stdio: ['pipe', 'pipe', 'pipe'],
-      uid: prepared.uid,
-      gid: prepared.gid,
-    })
+    const {steps} = prepared
+    // The spawner forks a small helper instead of this process and does the steps itself (no sh in between).
+    child = spec.spawner?.alive
+      ? spec.spawner.spawn({
+        argv: steps.argv, env: spec.env, cwd: spec.cwd, uid: steps.uid, gid: steps.gid,
+        cgroups: steps.cgroupProcsFiles, rlimits: steps.rlimits, stdoutFd: steps.stdoutFd,
+      })
+      : spawn(prepared.command, prepared.args, {
+        cwd: spec.cwd,
+        env: spec.env,
+        detached: true, // own process group (and session): kill(-pid) reaches the wrappers and trusted descendants
+        stdio: ['pipe', 'pipe', 'pipe'],
+        uid: prepared.uid,
+        gid: prepared.gid,
+      })
   } catch (error) {
     void prepared.finish({code: null, signal: null})
     throw error
@@ -100,6 +120,13 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
     }
     child.once('error', () => onEnd(127, null))
     child.once('exit', onEnd)
+  })
+  // Through the spawner the pid arrives a moment after spawnScript returned: a kill asked for before it is done now.
+  child.once('spawn', () => {
+    if (killReason !== null && running) {
+      if (prepared.gracefulKill) signalGroup(child.pid, 'SIGTERM')
+      else killHard()
+    }
   })
   return {
     get pid() { return child.pid ?? -1 },
