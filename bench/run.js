@@ -2,7 +2,8 @@
 // hello.sh and hello.py req/s, a small static file req/s (wrk -t2 -c16 when installed, else a Node client),
 // and the time to stream 78 888 897 bytes from a script. Then the per-spawn cost of each sandbox level and the
 // .ts page timings, from their own scripts. Prints tables; nothing here is asserted.
-import {spawn, spawnSync} from 'node:child_process'
+import {execFile, spawn, spawnSync} from 'node:child_process'
+import {promisify} from 'node:util'
 import http from 'node:http'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -10,18 +11,20 @@ import {fileURLToPath} from 'node:url'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16)
-const LEVELS = (process.env.BENCH_LEVELS ?? 'none,rlimit,bwrap').split(',')
+// level[:spawner]; the spawner defaults to the helper process.
+const LEVELS = (process.env.BENCH_LEVELS ?? 'none:fork,none,rlimit,bwrap').split(',')
 
 const hasWrk = spawnSync('wrk', ['--version']).error === undefined
+const execFileAsync = promisify(execFile)
 
 // Starts `node dist/cli.js` on a free port with the given extra flags; resolves with {url, stop}.
 function startCgibox(flags) {
   return new Promise((resolve, reject) => {
+    // stderr (the run log) is not read: a pipe nobody drains would block the server once it is full.
     const child = spawn(process.execPath, ['dist/cli.js', '--port', '0', '--access-log', 'off', ...flags], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'],
     })
     let out = ''
-    child.stderr.resume()
     child.stdout.on('data', (chunk) => {
       out += chunk
       const match = /http:\/\/[^\s]+\//.exec(out)
@@ -37,7 +40,8 @@ function startCgibox(flags) {
 // Requests per second on one URL over SECONDS with CONNECTIONS keep-alive connections.
 async function requestsPerSecond(url) {
   if (hasWrk) {
-    const result = spawnSync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--timeout', '10s', url], {encoding: 'utf8'})
+    // Not spawnSync: this process must keep reading the server's stdout while wrk runs.
+    const result = await execFileAsync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--timeout', '10s', url], {encoding: 'utf8'})
     const rps = /Requests\/sec:\s+([\d.]+)/.exec(result.stdout)
     const errors = /Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)/.exec(result.stdout)
     return {rps: rps ? Math.round(Number(rps[1])) : 0, errors: errors ? errors[0] : ''}
@@ -78,10 +82,12 @@ function streamSeconds(url) {
 }
 
 const rows = []
-for (const level of LEVELS) {
+for (const variant of LEVELS) {
+  const [sandbox, spawner = 'helper'] = variant.split(':')
+  const level = `${sandbox} (${spawner})`
   let server
   try {
-    server = await startCgibox(['--sandbox', level, '--cgi-bin', 'bench/site/cgi-bin', '--htdocs', 'bench/site/htdocs', '--max-concurrent', '4'])
+    server = await startCgibox(['--sandbox', sandbox, '--spawner', spawner, '--cgi-bin', 'bench/site/cgi-bin', '--htdocs', 'bench/site/htdocs', '--max-concurrent', '4'])
   } catch (error) {
     rows.push({level, note: `unavailable: ${error.message.split('\n')[0]}`})
     continue
@@ -95,7 +101,7 @@ for (const level of LEVELS) {
 }
 
 console.log(`cgibox bench (${hasWrk ? `wrk -t2 -c${CONNECTIONS} -d${SECONDS}s` : `node client, ${CONNECTIONS} connections, ${SECONDS}s`}), Node ${process.version}`)
-console.log('| sandbox | /cgi-bin/hello.sh req/s | /cgi-bin/hello.py req/s | small static req/s | 79 MB stream (s) |')
+console.log('| sandbox (spawner) | /cgi-bin/hello.sh req/s | /cgi-bin/hello.py req/s | small static req/s | 79 MB stream (s) |')
 console.log('| --- | --- | --- | --- | --- |')
 for (const row of rows) {
   if (row.note) {
