@@ -8,6 +8,7 @@ import {execa} from 'execa'
 import {normalizeConfig} from '../dist/config.js'
 import {createSandbox} from '../dist/process/sandbox.js'
 import {spawnScript} from '../dist/process/spawn-script.js'
+import {createSpawner} from '../dist/process/spawner.js'
 
 const {values, positionals} = parseArgs({
   options: {runs: {type: 'string', default: '200'}, concurrency: {type: 'string', default: '4'}},
@@ -40,9 +41,9 @@ async function runExeca() {
 }
 
 // One run through spawnScript in `sandbox`.
-function runScript(sandbox, limits) {
+function runScript(sandbox, limits, spawner = null) {
   return async () => {
-    const child = spawnScript({argv: ARGV, env: ENV, cwd: CWD, limits, sandbox})
+    const child = spawnScript({argv: ARGV, env: ENV, cwd: CWD, limits, sandbox, spawner})
     child.stdin.end()
     child.stdout.resume()
     child.stderr.resume()
@@ -90,9 +91,12 @@ for (const [level, options] of levels) {
     continue
   }
   const label = level === 'bwrap' ? `spawnScript bwrap (netns ${options.network === 'shared' && sandbox.describe().includes('shared') ? 'shared' : 'per run'})` : `spawnScript ${level}`
+  const spawner = await createSpawner()
   try {
-    await measure(label, runScript(sandbox, config.limits))
+    await measure(`${label}, fork`, runScript(sandbox, config.limits))
+    await measure(`${label}, spawner`, runScript(sandbox, config.limits, spawner))
   } finally {
+    await spawner.close()
     await sandbox.close()
   }
 }
