@@ -36,7 +36,8 @@ interface Lookup {
 
 // Creates the resolver for one server; interpreter lookups are cached for the life of the server.
 export function createCommandResolver(config: Config, options: CommandResolverOptions = {}): CommandResolver {
-  const {tsRunner = createTsRunner(config.cacheDir), missingRecheckMs = DEFAULT_MISSING_RECHECK_MS} = options
+  // .ts pages may import only from the document root and the script directory (the build runs unsandboxed).
+  const {tsRunner = createTsRunner(config.cacheDir, [config.htdocs, config.cgiBin]), missingRecheckMs = DEFAULT_MISSING_RECHECK_MS} = options
   const lookups = new Map<string, Promise<Lookup>>()
 
   async function commandFor(script: ScriptRoute): Promise<string[]> {

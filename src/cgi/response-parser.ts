@@ -4,7 +4,7 @@ import {BadGatewayError} from '../errors.js'
 
 // The parsed header block. Values are latin1 strings, so each byte reaches the client unchanged.
 export interface CgiHead {
-  /** From `Status:`, 100–599, or null when the script sent none. */
+  /** From `Status:`, 200–599, or null when the script sent none. */
   status: number | null
   /** The reason phrase after the code, or null. */
   statusText: string | null
@@ -123,7 +123,8 @@ function buildHead(fields: ReadonlyArray<readonly [string, string]>): CgiHead {
 function parseStatus(value: string, head: CgiHead): void {
   const match = STATUS_REGEXP.exec(value)
   const status = Number(match?.[1])
-  if (!match || status < 100 || status > 599) throw new BadGatewayError(`cgi: bogus status: ${quote(value)}`)
+  // 1xx are interim responses: sent as final ones, the client would wait for a response that never comes.
+  if (!match || status < 200 || status > 599) throw new BadGatewayError(`cgi: bogus status: ${quote(value)}`)
   head.status = status
   head.statusText = trimOws(match[2] ?? '') || null
 }

@@ -91,6 +91,8 @@ interface Run {
   kill(reason: Parameters<ScriptProcess['kill']>[0]): void
   /** Rejects when the run is killed, with the matching HttpError. */
   readonly killed: Promise<never>
+  /** That HttpError, once the run was killed. */
+  readonly error: HttpError | null
   bytesOut: number
 }
 
@@ -103,17 +105,20 @@ function superviseRun(child: ScriptProcess, limits: Limits, ctx: CgiContext, scr
     rejectKilled = reject
   })
   killed.catch(() => {})
+  let error: HttpError | null = null
   const run: Run = {
     killed,
+    get error() { return error },
     bytesOut: 0,
     kill(reason) {
       if (child.killReason !== null) return
       child.kill(reason)
-      rejectKilled(reason === 'deadline'
+      error = reason === 'deadline'
         ? new GatewayTimeoutError(`cgi: ${script.scriptName} ran past its ${limits.timeoutMs} ms deadline`)
         : reason === 'output-cap'
           ? new OutputLimitError(`cgi: ${script.scriptName} wrote more than ${limits.maxOutputBytes} bytes`)
-          : new BadGatewayError(`cgi: ${script.scriptName} was killed: ${reason}`))
+          : new BadGatewayError(`cgi: ${script.scriptName} was killed: ${reason}`)
+      rejectKilled(error)
     },
   }
   ctx.runs.add(run)
@@ -195,6 +200,7 @@ async function readHead(stdout: Readable, limits: Limits, run: Run): Promise<Cgi
       } catch (error) {
         reject(error)
       }
+      run.kill('error') // a script that closed stdout without headers must not keep its slot until the deadline
     }
     stdout.on('data', onData)
     stdout.once('end', onEnd)
@@ -207,6 +213,8 @@ async function readHead(stdout: Readable, limits: Limits, run: Run): Promise<Cgi
 async function followLocalRedirect(req: IncomingMessage, res: ServerResponse, line: RequestLine, head: CgiHead,
   child: ScriptProcess, ctx: CgiContext): Promise<void> {
   child.stdout.resume()
+  // Served as a GET from here on, static routes included (they check req.method); HEAD stays HEAD.
+  if (req.method !== 'HEAD') req.method = 'GET'
   if (line.redirects >= MAX_LOCAL_REDIRECTS) {
     throw new InternalServerError(`cgi: more than ${MAX_LOCAL_REDIRECTS} local redirects, last to ${head.location}`)
   }
@@ -242,11 +250,20 @@ async function streamBody(res: ServerResponse, rest: Buffer, child: ScriptProces
   })
   run.bytesOut = headBytes
   if (rest.length > 0) cap.write(rest) // buffered in the transform until the pipeline pulls it
+  // res is piped, not in the pipeline: a pipeline would destroy it on a failure before any body byte went out,
+  // when the client should still get the run's 504 or 502.
+  cap.pipe(res)
+  res.once('close', () => {
+    if (!res.writableFinished) cap.destroy() // the client left: stop pulling, so the pipeline settles
+  })
   try {
-    await pipeline(child.stdout, cap, res)
+    await pipeline(child.stdout, cap)
   } catch (error) {
+    cap.unpipe(res)
+    if (child.killReason === null) run.kill('error')
+    // Nothing sent yet (Node sends the head with the first body byte): the client gets the run's 504 or 502.
+    if (!res.headersSent) throw run.error ?? new BadGatewayError('cgi: script failed before its body', {cause: error})
     res.destroy() // the client must see an incomplete body, never a clean end
-    if (!(error instanceof HttpError) && child.killReason === null) run.kill('error')
   }
 }
 

@@ -54,7 +54,8 @@ export interface TsRunner {
 }
 
 // Creates a runner that caches its output in cacheDir (created 0755 and owned by this user, files 0644).
-export function createTsRunner(cacheDir: string): TsRunner {
+// allowedRoots: the only directories a page may import from (packages stay external); default: the page's own.
+export function createTsRunner(cacheDir: string, allowedRoots: readonly string[] = []): TsRunner {
   const root = path.resolve(cacheDir)
   const entries = new Map<string, CacheEntry>()
   const inflight = new Map<string, Promise<CacheEntry>>()
@@ -101,7 +102,7 @@ export function createTsRunner(cacheDir: string): TsRunner {
       return known
     }
     stats.builds++
-    const entry = await build(source, outputPath)
+    const entry = await build(source, outputPath, allowedRoots)
     if (!entry.inputs.some((input) => input.mtimeMs < 0)) {
       entries.set(source, entry)
       await writeAtomically(manifestPath(outputPath), JSON.stringify(entry))
@@ -115,7 +116,7 @@ export function createTsRunner(cacheDir: string): TsRunner {
   return {cacheDir: root, stats, compile}
 }
 
-async function build(source: string, outputPath: string): Promise<CacheEntry> {
+async function build(source: string, outputPath: string, allowedRoots: readonly string[]): Promise<CacheEntry> {
   const buildStartMs = Date.now()
   const workingDir = process.cwd()
   let result: esbuild.BuildResult<{write: false; metafile: true}>
@@ -137,7 +138,7 @@ async function build(source: string, outputPath: string): Promise<CacheEntry> {
       conditions: [],
       metafile: true,
       logLevel: 'silent',
-      plugins: [externalPackagesPlugin],
+      plugins: [externalPackagesPlugin, confinePlugin(allowedRoots.length > 0 ? allowedRoots : [path.dirname(source)])],
     })
   } catch (error) {
     throw new ScriptSetupError(`cgi: cannot transpile ${source}: ${describeBuildFailure(error, workingDir)}`, {cause: error})
@@ -166,6 +167,23 @@ async function build(source: string, outputPath: string): Promise<CacheEntry> {
 
 // packages: 'external' would leave `import 'pkg'` bare, and node would then look for node_modules next to the
 // cache file. Instead each package is resolved from the importing file and kept external as an absolute file URL.
+// The build runs in the server, as the server's user, before any sandbox: without this a page could bundle any
+// file the server can read (`import s from '/etc/shadow' with {type: 'text'}`) and print it from inside bwrap.
+function confinePlugin(roots: readonly string[]): esbuild.Plugin {
+  return {
+    name: 'cgibox-confine',
+    setup(build) {
+      const realRoots = Promise.all(roots.map((root) => fs.realpath(root).catch(() => path.resolve(root))))
+      build.onLoad({filter: /.*/, namespace: 'file'}, async (args) => {
+        const real = await fs.realpath(args.path).catch(() => args.path)
+        const inside = (root: string) => real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep)
+        if ((await realRoots).some(inside)) return undefined
+        return {errors: [{text: `${args.path} lies outside the page's roots (${roots.join(', ')})`}]}
+      })
+    },
+  }
+}
+
 const externalPackagesPlugin: esbuild.Plugin = {
   name: 'cgibox-external-packages',
   setup(build) {

@@ -101,6 +101,14 @@ export async function createSpawner(python = '/usr/bin/python3'): Promise<Spawne
       const id = nextId++
       const run = new Run(connect(socketPath, id, 0), connect(socketPath, id, 1), connect(socketPath, id, 2))
       runs.set(id, run)
+      // A stream that cannot connect means the run never starts: report it instead of waiting forever.
+      for (const socket of [run.stdin, run.stdout, run.stderr]) {
+        socket.once('error', (error) => {
+          if (run.pid !== undefined || !runs.delete(id)) return
+          for (const other of [run.stdin, run.stdout, run.stderr]) other.destroy()
+          run.emit('error', error)
+        })
+      }
       helper.stdin!.write(JSON.stringify({...request, id}) + '\n')
       return run
     },

@@ -81,9 +81,9 @@ describe('accepted header blocks', () => {
       body: '',
     },
     {
-      title: 'Status 100 is the lowest accepted code',
-      input: 'Status: 100\r\nContent-Type: a\r\n\r\n',
-      expected: head({status: 100, contentType: 'a', headers: [['Content-Type', 'a']]}),
+      title: 'Status 200 is the lowest accepted code',
+      input: 'Status: 200\r\nContent-Type: a\r\n\r\n',
+      expected: head({status: 200, contentType: 'a', headers: [['Content-Type', 'a']]}),
       body: '',
     },
     {
@@ -211,6 +211,8 @@ describe('rejected header blocks', () => {
     {title: 'an empty header name', input: ': a\r\nContent-Type: a\r\n\r\n'},
     {title: 'a header name with a non-token character', input: 'X(A): 1\r\nContent-Type: a\r\n\r\n'},
     {title: 'Status 99', input: 'Status: 99 Low\r\nContent-Type: a\r\n\r\n'},
+    {title: 'Status 100 (interim responses are not final)', input: 'Status: 100\r\nContent-Type: a\r\n\r\n'},
+    {title: 'Status 199', input: 'Status: 199 Hint\r\nContent-Type: a\r\n\r\n'},
     {title: 'Status 600', input: 'Status: 600 High\r\nContent-Type: a\r\n\r\n'},
     {title: 'Status abc', input: 'Status: abc\r\nContent-Type: a\r\n\r\n'},
     {title: 'Status with four digits', input: 'Status: 2000\r\nContent-Type: a\r\n\r\n'},

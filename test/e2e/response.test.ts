@@ -125,3 +125,28 @@ describe('methods and raw output', () => {
     }
   })
 })
+
+describe('found in review', () => {
+  test.each(['100', '101', '199'])('a script Status %s (interim) is a 502, never a response that does not end', async (status) => {
+    const {url} = await startTestServer()
+    expect((await fetch(`${url}cgi-bin/status.sh?${status}`)).status).toBe(502)
+  })
+
+  test('a POST whose script redirects locally to a static file gets that file', async () => {
+    const {url} = await startTestServer()
+    const response = await fetch(`${url}cgi-bin/redirect-static.sh`, {method: 'POST', body: 'a=1'})
+    expect(response.status).toBe(200)
+    expect(await response.text()).toBe('hello static\n')
+  })
+
+  test('a script that closes stdout before its headers gets a 502 and gives its slot back at once', async () => {
+    const server = await startTestServer({maxConcurrent: 1, queueTimeoutMs: 3_000, timeoutMs: 30_000})
+    expect((await fetch(`${server.url}cgi-bin/closeout-no-headers.sh`)).status).toBe(502)
+    expect((await fetch(`${server.url}cgi-bin/status.sh?200`)).status).toBe(200)
+  })
+
+  test('a script that stalls after its header block, before any body byte, gets a 504', async () => {
+    const {url} = await startTestServer({timeoutMs: 500, killGraceMs: 200})
+    expect((await fetch(`${url}cgi-bin/headers-then-stall.sh`)).status).toBe(504)
+  })
+})
