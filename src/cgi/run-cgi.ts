@@ -11,7 +11,7 @@ import {
 } from '../errors.js'
 import {prepareRequestBody, type RequestBody} from '../limits/body-limit.js'
 import {createByteCap} from '../limits/output-cap.js'
-import type {ExitStatus, ScriptProcess} from '../process/spawn-script.js'
+import type {ScriptProcess} from '../process/spawn-script.js'
 import type {ScriptRoute} from '../route.js'
 import {buildCgiEnv} from './env.js'
 import {createHeaderParser, type CgiHead} from './response-parser.js'
@@ -244,7 +244,7 @@ async function streamBody(res: ServerResponse, rest: Buffer, child: ScriptProces
       run.bytesOut += count
     },
     onEnd: async () => {
-      const status = await Promise.race([child.exited, new Promise<null>((resolve) => setTimeout(resolve, EXIT_WAIT_MS, null).unref())])
+      const status = await Promise.race([child.ended, new Promise<null>((resolve) => setTimeout(resolve, EXIT_WAIT_MS, null).unref())])
       return wasCutOff(child, status) ? new Error(`cgi: run ended by ${child.killReason ?? status?.signal}`) : null
     },
   })
@@ -284,7 +284,7 @@ async function streamRaw(req: IncomingMessage, child: ScriptProcess, run: Run, l
 }
 
 // A run killed by cgibox, or one that died by a signal (a crash, the memory limit), did not finish its body.
-function wasCutOff(child: ScriptProcess, status: ExitStatus | null): boolean {
+function wasCutOff(child: ScriptProcess, status: {readonly signal: NodeJS.Signals | null} | null): boolean {
   if (child.killReason !== null) return CUT_OFF_REASONS.has(child.killReason)
   return status?.signal != null
 }

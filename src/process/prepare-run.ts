@@ -40,7 +40,7 @@ export interface Runner {
 // Wraps one run: joins its cgroup and sets rlimits in a tiny sh before anything of the script runs, then drops
 // privileges and (bwrap) enters the namespaces. Order: sh (cgroup, ulimit) → setpriv | nsenter → bwrap → argv.
 export function prepareRun(runner: Runner, spec: SandboxRunSpec): PreparedRun {
-  const {level, tools, identity, bwrap} = runner
+  const {level, identity, bwrap} = runner
   const {limits} = spec
   const uid = identity.kind === 'pool' ? identity.pool.acquire() : identity.kind === 'user' ? identity.uid : null
   const gid = identity.kind === 'user' ? identity.gid : uid

@@ -1,7 +1,7 @@
 // Starts one script run as a child process inside the sandbox and ends it: the only module that spawns scripts.
 // kill() ends the whole run (process group, PID namespace, cgroup); exited resolves once the direct child is reaped
 // and nothing of the run is left. It does not decide when to kill (run-cgi.ts does) and never buffers output.
-import {spawn, type ChildProcess} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import os from 'node:os'
 import type {Readable, Writable} from 'node:stream'
 import type {Limits} from '../config.js'
@@ -60,6 +60,8 @@ export interface ScriptProcess {
   readonly stderr: Readable
   /** Resolves when the run's direct child has exited and been reaped and the rest of the run is killed (never rejects). */
   readonly exited: Promise<ExitStatus>
+  /** Resolves as soon as the direct child has exited, before the rest of the run is cleaned up (never rejects). */
+  readonly ended: Promise<{readonly code: number | null; readonly signal: NodeJS.Signals | null}>
   /** The first reason the run was killed for while it was running, or null. */
   readonly killReason: KillReason | null
   /** Kills the whole run; idempotent, the first reason wins. Trusted levels: SIGTERM, SIGKILL after killGraceMs. */
@@ -105,6 +107,10 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
   const killHard = () => prepared.killAll(child.pid)
   const killAtExit = () => prepared.killAll(child.pid, true)
   LIVE_RUNS.add(killAtExit)
+  let resolveEnded: (exit: {code: number | null; signal: NodeJS.Signals | null}) => void = () => {}
+  const ended = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => {
+    resolveEnded = resolve
+  })
   const exited = new Promise<ExitStatus>((resolve) => {
     const onEnd = (code: number | null, signal: NodeJS.Signals | null) => {
       if (!running) return
@@ -113,6 +119,7 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
       // The leader is gone; whatever is left of the run dies now (no orphans keep running).
       signalGroup(child.pid, 'SIGKILL')
       const exit = sandbox.level === 'bwrap' ? signalFromBwrapExit(code, signal) : {code, signal}
+      resolveEnded(exit)
       void finishRun(prepared, exit.code, exit.signal).then((status) => {
         LIVE_RUNS.delete(killAtExit)
         resolve(status)
@@ -134,6 +141,7 @@ export function spawnScript(spec: SpawnSpec): ScriptProcess {
     stdout: child.stdout!,
     stderr: child.stderr!,
     exited,
+    ended,
     get killReason() { return killReason },
     kill(reason: KillReason) {
       // A run whose direct child has exited was not killed: its record must not name a reason (run-cgi cuts off a
