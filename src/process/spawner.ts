@@ -56,7 +56,10 @@ class Run extends EventEmitter implements SpawnedRun {
 export async function createSpawner(python = '/usr/bin/python3'): Promise<Spawner> {
   const dir = mkdtempSync(path.join(tmpdir(), 'cgibox-spawner-')) // 0700: only this user can connect
   const socketPath = path.join(dir, 'socket')
-  const helper = spawn(python, ['-I', '-S', SPAWNER_SOURCE, socketPath], {stdio: ['pipe', 'pipe', 'inherit']})
+  // Nothing of the server's environment: runs get theirs whole from each request, and the helper needs none.
+  const helper = spawn(python, ['-I', '-S', SPAWNER_SOURCE, socketPath], {
+    stdio: ['pipe', 'pipe', 'inherit'], env: {PATH: '/usr/bin:/bin', LANG: 'C.UTF-8'},
+  })
   const runs = new Map<number, Run>()
   let nextId = 1
   let buffered = ''

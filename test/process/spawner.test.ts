@@ -115,3 +115,15 @@ test('closing the spawner kills what is left of its runs', async () => {
 test('a python3 that cannot run the spawner is refused at creation', async () => {
   await expect(createSpawner('/nonexistent/python3')).rejects.toThrow()
 })
+
+test('the helper itself holds nothing of the server environment', async () => {
+  process.env.CGIBOX_SPAWNER_SECRET = 'hunter2'
+  onTestFinished(() => {
+    delete process.env.CGIBOX_SPAWNER_SECRET
+  })
+  const spawner = await startSpawner()
+  // The helper is the parent of every run: its environment is visible at /proc/<ppid>/environ to the server's uid.
+  const result = await collect(spawner.spawn({...BASE, argv: ['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/$PPID/environ']}))
+  expect(result.stdout).not.toContain('hunter2')
+  expect(result.stdout).toContain('PATH=')
+})
