@@ -48,11 +48,6 @@ export class MethodNotAllowedError extends HttpError {
     super(405, 'CGI_ERR_METHOD', message, {...options, headers: {...options?.headers, Allow: allow}})
   }
 }
-export class LengthRequiredError extends HttpError {
-  constructor(message = 'Length Required', options?: Options) {
-    super(411, 'CGI_ERR_LENGTH_REQUIRED', message, options)
-  }
-}
 export class PreconditionFailedError extends HttpError {
   constructor(message = 'Precondition Failed', options?: Options) {
     super(412, 'CGI_ERR_PRECONDITION', message, options)

@@ -96,9 +96,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
             interpreters: config.interpreters,
           })
         }
-        return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload})
+        return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload}, line.method)
       case 'static':
-        await serveFile(req, res, route.filePath)
+        await serveFile(req, res, route.filePath, line.method)
         fileCache.remember(pathname, route.filePath, res)
         return
     }

@@ -213,8 +213,6 @@ async function readHead(stdout: Readable, limits: Limits, run: Run): Promise<Cgi
 async function followLocalRedirect(req: IncomingMessage, res: ServerResponse, line: RequestLine, head: CgiHead,
   child: ScriptProcess, ctx: CgiContext): Promise<void> {
   child.stdout.resume()
-  // Served as a GET from here on, static routes included (they check req.method); HEAD stays HEAD.
-  if (req.method !== 'HEAD') req.method = 'GET'
   if (line.redirects >= MAX_LOCAL_REDIRECTS) {
     throw new InternalServerError(`cgi: more than ${MAX_LOCAL_REDIRECTS} local redirects, last to ${head.location}`)
   }

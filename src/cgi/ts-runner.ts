@@ -7,6 +7,7 @@ import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import * as esbuild from 'esbuild'
 import {ScriptSetupError} from '../errors.js'
+import {isInside} from '../router.js'
 
 /** Bumped when the build options change, so caches written by an older cgibox are rebuilt. */
 const CACHE_FORMAT_VERSION = 1
@@ -176,8 +177,7 @@ function confinePlugin(roots: readonly string[]): esbuild.Plugin {
       const realRoots = Promise.all(roots.map((root) => fs.realpath(root).catch(() => path.resolve(root))))
       build.onLoad({filter: /.*/, namespace: 'file'}, async (args) => {
         const real = await fs.realpath(args.path).catch(() => args.path)
-        const inside = (root: string) => real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep)
-        if ((await realRoots).some(inside)) return undefined
+        if ((await realRoots).some((root) => isInside(root, real))) return undefined
         return {errors: [{text: `${args.path} lies outside the page's roots (${roots.join(', ')})`}]}
       })
     },

@@ -10,7 +10,7 @@ import type {Spawner} from './spawner.js'
 import {PROCESS_GROUP_ONLY, type PreparedRun, type ResourceLimit, type Sandbox} from './sandbox.js'
 
 export type {ResourceLimit} from './sandbox.js'
-export type KillReason = 'deadline' | 'output-cap' | 'client-gone' | 'shutdown' | 'stdout-closed' | 'body-error' | 'error'
+export type KillReason = 'deadline' | 'output-cap' | 'client-gone' | 'shutdown' | 'error'
 
 export interface SpawnSpec {
   /** Program and arguments: the interpreter (if any) and the script; never words from the query string. */

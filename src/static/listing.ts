@@ -46,13 +46,14 @@ export async function serveDirectory(
   res: ServerResponse,
   route: DirectoryRoute,
   options: ListingOptions,
+  method = req.method,
 ): Promise<void> {
   // ── Upload hook ── When uploads are on, server.ts (dispatch) sends a POST to a directory to static/upload.ts
   // (receiveUpload) and never here; so every method but GET and HEAD is a 405 here.
-  if (!isReadMethod(req.method)) throw new MethodNotAllowedError(STATIC_METHODS)
+  if (!isReadMethod(method)) throw new MethodNotAllowedError(STATIC_METHODS)
 
   const indexFile = await findIndexFile(route.dirPath)
-  if (indexFile !== null) return serveFile(req, res, indexFile)
+  if (indexFile !== null) return serveFile(req, res, indexFile, method)
 
   const body = Buffer.from(renderListing(route.urlPath, await readEntries(route.dirPath), options))
   res.statusCode = 200

@@ -31,8 +31,9 @@ const SEND_HEADERS = ['Accept-Ranges', 'Cache-Control', 'Content-Length', 'Conte
 const UNSATISFIED_RANGE_REGEXP = /^bytes \*\/(\d+)$/
 
 // Streams filePath to res; resolves when the response has finished or the client has gone, rejects with an HttpError.
-export async function serveFile(req: IncomingMessage, res: ServerResponse, filePath: string): Promise<void> {
-  if (!isReadMethod(req.method)) throw new MethodNotAllowedError(STATIC_METHODS)
+// `method` is what the request is served as: a local redirect serves a POST as a GET (RFC 3875 §6.2.2).
+export async function serveFile(req: IncomingMessage, res: ServerResponse, filePath: string, method = req.method): Promise<void> {
+  if (!isReadMethod(method)) throw new MethodNotAllowedError(STATIC_METHODS)
   await new Promise<void>((resolve, reject) => {
     let settled = false
     const settle = (error?: HttpError): void => {
