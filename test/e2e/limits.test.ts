@@ -67,8 +67,9 @@ describe('output cap', () => {
 
 describe('a script that closes stdout and lingers', () => {
   test('gets a complete response at once and is killed by the deadline', async () => {
-    const server = await startTestServer({timeoutMs: 1_500, killGraceMs: 200})
-    const response = await getFully(server.port, '/cgi-bin/close-stdout-linger.sh', 1_400)
+    const server = await startTestServer({timeoutMs: 5_000, killGraceMs: 200})
+    // "At once": the response is complete while the script is still alive, i.e. before the deadline killed it.
+    const response = await getFully(server.port, '/cgi-bin/close-stdout-linger.sh')
     expect(response.complete).toBe(true)
     expect(response.body.toString()).toBe('done early\n')
     const pid = pidOf(response.headers)

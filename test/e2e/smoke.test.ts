@@ -31,9 +31,11 @@ describe.each(['helper', 'fork'])('spawner %s', (spawner) => {
   })
 
   test('a script that closes stdout and lingers gets a complete response at once', async () => {
-    const server = await startTestServer({spawner, timeoutMs: 1_500, killGraceMs: 200})
-    const response = await getFully(server.port, '/cgi-bin/close-stdout-linger.sh', 1_400)
+    const server = await startTestServer({spawner, timeoutMs: 5_000, killGraceMs: 200})
+    const response = await getFully(server.port, '/cgi-bin/close-stdout-linger.sh')
     expect(response.complete).toBe(true)
     expect(response.body.toString()).toBe('done early\n')
+    // Complete while the script still lingers: the response did not wait for the deadline's kill.
+    expect(isAlive(Number(response.headers['x-cgi-pid']))).toBe(true)
   })
 })
