@@ -3,7 +3,7 @@
 import {readFileSync} from 'node:fs'
 import path from 'node:path'
 import {parseArgs} from 'node:util'
-import type {RawConfig} from './config.js'
+import {LOCATION_PATH_KEYS, PATH_KEYS, type RawConfig} from './config.js'
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {version: string}).version
 
@@ -33,7 +33,6 @@ const FLAGS = {
   'max-upload': {key: 'maxUploadBytes', kind: 'int'},
   'pass-authorization': {key: 'passAuthorization', kind: 'boolean'},
   'access-log': {key: 'accessLog', kind: 'string'},
-  'spawner': {key: 'spawner', kind: 'string'},
 } as const
 
 export const HELP = `Usage: cgibox [options]
@@ -66,7 +65,6 @@ anywhere under --htdocs, and everything else under --htdocs as static files.
   --max-upload <bytes>    largest upload (default 67108864)
   --pass-authorization    export the Authorization header to scripts
   --access-log <format>   combined | common | off (default combined)
-  --spawner <how>         helper (a small python3 process forks runs) | fork (default helper)
   --help                  show this help
   --version               show the version
 `
@@ -113,24 +111,27 @@ function readConfigFile(file: string, cwd: string): RawConfig {
   // Paths in a config file are relative to the file, as in Apache and lighttpd configs.
   const dir = path.dirname(file)
   const raw = {...parsed} as RawConfig
-  for (const key of ['htdocs', 'cgiBin', 'cacheDir']) {
+  for (const key of PATH_KEYS) {
     if (typeof raw[key] === 'string' && raw[key] !== '') raw[key] = path.resolve(dir, raw[key] as string)
   }
-  if (Array.isArray(raw.mounts)) {
-    raw.mounts = raw.mounts.map((mount: unknown) => typeof mount === 'object' && mount !== null && typeof (mount as RawConfig).program === 'string' && (mount as RawConfig).program !== ''
-      ? {
-          ...mount,
-          program: path.resolve(dir, (mount as RawConfig).program as string),
-          ...resolvePathList(mount as RawConfig, 'readPaths', dir),
-        }
-      : mount)
+  for (const list of ['mounts', 'locations']) {
+    if (Array.isArray(raw[list])) raw[list] = (raw[list] as unknown[]).map((entry) => resolveLocationPaths(entry, dir))
   }
   return raw
 }
 
 
-function resolvePathList(mount: RawConfig, key: string, dir: string): RawConfig {
-  const list = mount[key]
-  if (!Array.isArray(list)) return {}
-  return {[key]: list.map((item: unknown) => typeof item === 'string' && item !== '' ? path.resolve(dir, item) : item)}
+// A location's program, readPaths, writePaths and auth.htpasswd, resolved against the config file's directory.
+function resolveLocationPaths(entry: unknown, dir: string): unknown {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return entry
+  const location = {...entry} as RawConfig
+  const resolve = (value: unknown) => typeof value === 'string' && value !== '' ? path.resolve(dir, value) : value
+  for (const key of LOCATION_PATH_KEYS) {
+    const value = location[key]
+    location[key] = Array.isArray(value) ? value.map(resolve) : resolve(value)
+    if (value === undefined) delete location[key]
+  }
+  const auth = location.auth
+  if (typeof auth === 'object' && auth !== null && !Array.isArray(auth)) location.auth = {...auth, htpasswd: resolve((auth as RawConfig).htpasswd)}
+  return location
 }

@@ -1,7 +1,8 @@
 // The settings of one cgibox server: defaults in one place, validated once at startup (execa normalizeOptions).
 // Nothing here is validated per request; every other module reads a frozen Config with no optional fields.
-import {availableParallelism} from 'node:os'
+import os, {availableParallelism} from 'node:os'
 import path from 'node:path'
+import bytes from 'bytes'
 
 export type SandboxLevel = 'none' | 'rlimit' | 'bwrap'
 export type SandboxSetting = SandboxLevel | 'auto'
@@ -35,22 +36,40 @@ export interface Limits {
   readonly maxStderrBytes: number
 }
 
-// A URL prefix served by one executable (Apache ScriptAlias + SetEnv).
-export interface Mount {
-  /** URL prefix, starting and ending with `/`, e.g. `/git/`. */
+/** HTTP Basic authentication of a location (Apache AuthType Basic + AuthUserFile). */
+export interface AuthSettings {
+  /** Shown by the browser's password prompt; also the realm of WWW-Authenticate. */
+  readonly realm: string
+  /** Absolute path of an htpasswd file (bcrypt `$2y$`, APR1 `$apr1$` or SHA1 `{SHA}` hashes). */
+  readonly htpasswd: string
+}
+
+// The policy of every request under a URL prefix (nginx `location`, Apache `<Location>`); the longest prefix wins.
+export interface Location {
+  /** Where it was configured, for messages: `locations[2]` or `mounts[0]`. */
+  readonly option: string
+  /** URL path prefix, matched by whole segments, starting with `/`, e.g. `/cgi-bin/guestbook/`. */
   readonly prefix: string
-  /** Absolute path of the executable. */
-  readonly program: string
-  /** Extra environment for the program, applied after the CGI variables. */
+  /** An executable that serves every request under the prefix (Apache ScriptAlias); null: the usual routing. */
+  readonly program: string | null
+  /** The sandbox level of runs here; null: the server's level. */
+  readonly sandbox: SandboxLevel | null
+  /** A fixed user for every run here, instead of a uid of the pool (cgibox must be root); null: the default. */
+  readonly user: string | null
+  /** Extra paths runs here may read (bwrap: bound read-only at their host paths). Default: `[]`. */
+  readonly readPaths: readonly string[]
+  /** Paths runs here may write (bwrap: bound read-write; other levels: plain access). Default: `[]`. */
+  readonly writePaths: readonly string[]
+  /** Extra environment of runs here, applied after the global `env`. */
   readonly env: Readonly<Record<string, string>>
-  /** Limits of this mount (global limits with the mount's overrides). */
-  readonly limits: Limits
-  /** The sandbox level this mount needs at least; cgibox refuses to start without it. Default: none. */
-  readonly requireSandbox: SandboxLevel | null
   /** Export the Authorization header as HTTP_AUTHORIZATION. Default: the global setting. */
   readonly passAuthorization: boolean
-  /** Extra paths the program may read inside a bwrap sandbox (bound read-only at their host paths). Default: `[]`. */
-  readonly readPaths: readonly string[]
+  /** The sandbox level this location needs at least; cgibox refuses to start without it. Default: none. */
+  readonly requireSandbox: SandboxLevel | null
+  /** Basic authentication for every request here (scripts and files); null: none. */
+  readonly auth: AuthSettings | null
+  /** Limits of runs here (global limits with this location's overrides). */
+  readonly limits: Limits
 }
 
 export interface Config {
@@ -73,7 +92,8 @@ export interface Config {
   readonly queueTimeoutMs: number
   /** How long running scripts may finish after SIGINT/SIGTERM. Default: `5_000`. */
   readonly shutdownGraceMs: number
-  readonly mounts: readonly Mount[]
+  /** Per-prefix policy, in config order; `mounts` entries come first, as locations with a program. */
+  readonly locations: readonly Location[]
   /** Extension (lower case, with dot) → command that runs a script with it. */
   readonly interpreters: Readonly<Record<string, readonly string[]>>
   /** Extensions that run as scripts anywhere under htdocs (never `.js`: those are browser assets there).
@@ -93,20 +113,19 @@ export interface Config {
   readonly upload: boolean
   /** Largest upload. Default: `64 MiB`. */
   readonly maxUploadBytes: number
-  /** Where transpiled .ts pages are cached. Default: `<os tmpdir>/cgibox-cache-<uid>`. */
+  /** Where cgibox keeps its run-time directories. Default: `/run/cgibox` as root, else `<tmpdir>/cgibox-<uid>`. */
+  readonly runtimeDir: string
+  /** Where transpiled .ts pages are cached. Default: `<runtimeDir>/ts-cache`. */
   readonly cacheDir: string
   /** `combined`, `common` or `off`. Default: `combined`. */
   readonly accessLog: 'combined' | 'common' | 'off'
   /** How long a small static file (≤ 256 KiB) is served from memory before the disk is checked again; 0 = never. Default: `1_000`. */
   readonly staticCacheMs: number
-  /**
-   * How runs are started: `helper`, a small long-lived python3 process that forks them (falls back to `fork` when
-   * python3 cannot run it), or `fork`, child_process from the server itself. Default: `helper`.
-   */
-  readonly spawner: 'helper' | 'fork'
 }
 
 const MIB = 1024 * 1024
+/** Limits and settings counted in bytes: they accept sizes with units (`512M`, `1G`, `64KiB`). */
+const SIZE_KEYS = new Set(['maxOutputBytes', 'maxBodyBytes', 'maxHeaderBytes', 'memoryBytes', 'maxFileBytes', 'tmpBytes', 'maxStderrBytes', 'maxUploadBytes'])
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   timeoutMs: 30_000,
@@ -138,16 +157,47 @@ export const DEFAULT_INTERPRETERS: Readonly<Record<string, readonly string[]>> =
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]
 const TOP_KEYS = [
   'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
-  'mounts', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart', 'uidPoolSize',
-  'upload', 'maxUploadBytes', 'cacheDir', 'accessLog', 'staticCacheMs', 'spawner', 'limits', ...LIMIT_KEYS,
+  'mounts', 'locations', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart',
+  'uidPoolSize', 'upload', 'maxUploadBytes', 'runtimeDir', 'cacheDir', 'accessLog', 'staticCacheMs', 'limits',
+  ...LIMIT_KEYS,
 ]
-const MOUNT_KEYS = ['prefix', 'program', 'env', 'limits', 'requireSandbox', 'passAuthorization', 'readPaths', ...LIMIT_KEYS]
+const LOCATION_KEYS = [
+  'prefix', 'program', 'sandbox', 'user', 'readPaths', 'writePaths', 'env', 'passAuthorization', 'requireSandbox',
+  'auth', 'limits', ...LIMIT_KEYS,
+]
+/** Keys whose values are paths, resolved against the config file's directory (command-line.ts) or baseDir. */
+export const PATH_KEYS = ['htdocs', 'cgiBin', 'runtimeDir', 'cacheDir'] as const
+export const LOCATION_PATH_KEYS = ['program', 'readPaths', 'writePaths'] as const
+
+// Where cgibox keeps its run-time directories by default: shared with the runs' uids when root (/run/cgibox), private
+// to the user otherwise ($XDG_RUNTIME_DIR/cgibox, else <tmpdir>/cgibox-<uid>).
+export function defaultRuntimeBase(): string {
+  if (process.getuid?.() === 0) return '/run/cgibox'
+  const xdg = process.env.XDG_RUNTIME_DIR
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'cgibox')
+  return path.join(os.tmpdir(), `cgibox-${process.getuid?.() ?? 0}`)
+}
 
 // Raw settings as they come from a JSON file or the command line; limits may sit at the top level or under `limits`.
 export type RawConfig = Record<string, unknown>
 
+/** How an option is named in messages: a top-level key may be shown as the flag that set it (`--timeout`). */
+export type OptionNames = Readonly<Record<string, string>>
+
 // Turns raw settings (file, then flags) into a frozen Config; throws a TypeError naming option, value and expectation.
-export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config {
+// `names` renames top-level keys in messages (command-line.ts passes the flags that were given).
+export function normalizeConfig(raw: RawConfig, baseDir = process.cwd(), names: OptionNames = {}): Config {
+  optionNames = names
+  try {
+    return normalize(raw, baseDir)
+  } finally {
+    optionNames = {}
+  }
+}
+
+let optionNames: OptionNames = {}
+
+function normalize(raw: RawConfig, baseDir: string): Config {
   validateKnownKeys(raw, TOP_KEYS, 'config')
   const {
     host = '127.0.0.1',
@@ -160,6 +210,7 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     queueTimeoutMs = 10_000,
     shutdownGraceMs = 5_000,
     mounts = [],
+    locations = [],
     interpreters = {},
     pageExtensions = ['.py', '.ts', '.mts', '.pl', '.php', '.rb', '.sh', '.cgi'],
     env = {},
@@ -169,11 +220,12 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     uidPoolSize = 1_000,
     upload = false,
     maxUploadBytes = 64 * MIB,
-    cacheDir = path.join(process.env.TMPDIR ?? '/tmp', `cgibox-cache-${process.getuid?.() ?? 0}`),
+    runtimeDir = defaultRuntimeBase(),
     accessLog = 'combined',
     staticCacheMs = 1_000,
-    spawner = 'helper',
   } = raw
+  const normalizedRuntimeDir = path.resolve(baseDir, expectString('runtimeDir', runtimeDir))
+  const cacheDir = raw.cacheDir ?? path.join(normalizedRuntimeDir, 'ts-cache')
   const limits = normalizeLimits(raw, DEFAULT_LIMITS, '')
   const normalizedPassAuthorization = expectBoolean('passAuthorization', passAuthorization)
   const config: Config = {
@@ -187,8 +239,12 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     maxQueued: expectInteger('maxQueued', maxQueued, 0),
     queueTimeoutMs: expectInteger('queueTimeoutMs', queueTimeoutMs, 0),
     shutdownGraceMs: expectInteger('shutdownGraceMs', shutdownGraceMs, 0),
-    mounts: expectArray('mounts', mounts).map((mount, index) =>
-      normalizeMount(mount, index, limits, normalizedPassAuthorization, baseDir)),
+    locations: [
+      ...expectArray('mounts', mounts).map((mount, index) =>
+        normalizeLocation(mount, `mounts[${index}]`, limits, normalizedPassAuthorization, baseDir, true)),
+      ...expectArray('locations', locations).map((location, index) =>
+        normalizeLocation(location, `locations[${index}]`, limits, normalizedPassAuthorization, baseDir, false)),
+    ],
     interpreters: normalizeInterpreters(interpreters),
     pageExtensions: expectStringArray('pageExtensions', pageExtensions).map((extension) =>
       normalizeExtension('pageExtensions', extension)),
@@ -198,12 +254,13 @@ export function normalizeConfig(raw: RawConfig, baseDir = process.cwd()): Config
     uidPoolStart: expectInteger('uidPoolStart', uidPoolStart, 1),
     uidPoolSize: expectInteger('uidPoolSize', uidPoolSize, 0),
     upload: expectBoolean('upload', upload),
-    maxUploadBytes: expectInteger('maxUploadBytes', maxUploadBytes, 0),
+    maxUploadBytes: expectSize('maxUploadBytes', maxUploadBytes, 0),
+    runtimeDir: normalizedRuntimeDir,
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
     accessLog: expectOneOf('accessLog', accessLog, ['combined', 'common', 'off'] as const),
     staticCacheMs: expectInteger('staticCacheMs', staticCacheMs, 0),
-    spawner: expectOneOf('spawner', spawner, ['helper', 'fork'] as const),
   }
+  validateUniquePrefixes(config.locations)
   return deepFreeze(config)
 }
 
@@ -214,32 +271,73 @@ function normalizeLimits(raw: RawConfig, base: Limits, scope: string): Limits {
   for (const key of LIMIT_KEYS) if (raw[key] !== undefined) merged[key] = raw[key]
   const min: Partial<Record<keyof Limits, number>> = {timeoutMs: 1, maxHeaderBytes: 256, cpuSeconds: 1, maxProcesses: 1, maxOpenFiles: 16}
   const limits = {} as Record<keyof Limits, number>
-  for (const key of LIMIT_KEYS) limits[key] = expectInteger(`${scope}${key}`, merged[key], min[key] ?? 0)
+  for (const key of LIMIT_KEYS) {
+    limits[key] = SIZE_KEYS.has(key)
+      ? expectSize(`${scope}${key}`, merged[key], min[key] ?? 0)
+      : expectInteger(`${scope}${key}`, merged[key], min[key] ?? 0)
+  }
   return limits
 }
 
-function normalizeMount(value: unknown, index: number, limits: Limits, passAuthorization: boolean, baseDir: string): Mount {
-  const scope = `mounts[${index}].`
-  const raw = expectObject(`mounts[${index}]`, value)
-  validateKnownKeys(raw, MOUNT_KEYS, `mounts[${index}]`)
+// One entry of `locations` (or of `mounts`, the older name of locations with a program, which must have one).
+function normalizeLocation(value: unknown, where: string, limits: Limits, passAuthorization: boolean, baseDir: string,
+  needsProgram: boolean): Location {
+  const scope = `${where}.`
+  const raw = expectObject(where, value)
+  validateKnownKeys(raw, LOCATION_KEYS, where)
   const prefix = expectString(`${scope}prefix`, raw.prefix)
-  if (!/^\/(?:[A-Za-z0-9._~-]+\/)*$/.test(prefix) || prefix.split('/').some((part) => part === '..' || part === '.')) {
-    throw new TypeError(`Expected the \`${scope}prefix\` option to be a URL path starting and ending with /, got \`${prefix}\``)
+  if (!/^\/(?:[A-Za-z0-9._~-]+\/?)*$/.test(prefix) || prefix.split('/').some((part) => part === '..' || part === '.')) {
+    throw new TypeError(`Expected the \`${scope}prefix\` option to be a URL path starting with /, like /cgi-bin/app/, got \`${prefix}\``)
   }
-  const program = expectString(`${scope}program`, raw.program)
+  const program = needsProgram || raw.program !== undefined ? path.resolve(baseDir, expectString(`${scope}program`, raw.program)) : null
+  const levels = ['none', 'rlimit', 'bwrap'] as const
   return {
+    option: where,
     prefix,
-    program: path.resolve(baseDir, program),
+    program,
+    sandbox: raw.sandbox === undefined || raw.sandbox === null ? null : expectOneOf(`${scope}sandbox`, raw.sandbox, levels),
+    user: raw.user === undefined || raw.user === null ? null : expectString(`${scope}user`, raw.user),
+    readPaths: expectStringArray(`${scope}readPaths`, raw.readPaths ?? []).map((item) => path.resolve(baseDir, item)),
+    writePaths: expectStringArray(`${scope}writePaths`, raw.writePaths ?? []).map((item) => path.resolve(baseDir, item)),
     env: expectEnv(`${scope}env`, raw.env ?? {}),
     limits: normalizeLimits(raw, limits, scope),
     requireSandbox: raw.requireSandbox === undefined || raw.requireSandbox === null
       ? null
-      : expectOneOf(`${scope}requireSandbox`, raw.requireSandbox, ['none', 'rlimit', 'bwrap'] as const),
+      : expectOneOf(`${scope}requireSandbox`, raw.requireSandbox, levels),
     passAuthorization: raw.passAuthorization === undefined
       ? passAuthorization
       : expectBoolean(`${scope}passAuthorization`, raw.passAuthorization),
-    readPaths: expectStringArray(`${scope}readPaths`, raw.readPaths ?? []).map((item) => path.resolve(baseDir, item)),
+    auth: raw.auth === undefined || raw.auth === null ? null : normalizeAuth(raw.auth, `${scope}auth`, baseDir),
   }
+}
+
+function normalizeAuth(value: unknown, where: string, baseDir: string): AuthSettings {
+  const raw = expectObject(where, value)
+  validateKnownKeys(raw, ['realm', 'htpasswd'], where)
+  const realm = expectString(`${where}.realm`, raw.realm)
+  if (/["\\\x00-\x1f\x7f]/.test(realm)) {
+    throw new TypeError(`Expected the \`${where}.realm\` option to have no quotes, backslashes or control characters, got \`${realm}\``)
+  }
+  return {realm, htpasswd: path.resolve(baseDir, expectString(`${where}.htpasswd`, raw.htpasswd))}
+}
+
+// Two locations with the same prefix would leave one of them silently unused.
+function validateUniquePrefixes(locations: readonly Location[]): void {
+  const seen = new Set<string>()
+  for (const location of locations) {
+    const key = normalizePrefix(location.prefix)
+    if (seen.has(key)) throw new TypeError(`Expected every location prefix to be different, got \`${location.prefix}\` twice`)
+    seen.add(key)
+  }
+}
+
+// The segments of a location prefix: `/a/b/` and `/a/b` are the same prefix.
+export function prefixSegments(prefix: string): string[] {
+  return prefix.split('/').filter(Boolean)
+}
+
+function normalizePrefix(prefix: string): string {
+  return '/' + prefixSegments(prefix).join('/')
 }
 
 function normalizeInterpreters(value: unknown): Record<string, readonly string[]> {
@@ -262,6 +360,11 @@ function normalizeExtension(name: string, extension: string): string {
   return extension.toLowerCase()
 }
 
+// The name of an option in a message: the flag that set it, when it came from the command line.
+function label(name: string): string {
+  return optionNames[name] ?? name
+}
+
 function describe(value: unknown): string {
   return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\` (${Array.isArray(value) ? 'array' : typeof value})`
 }
@@ -275,12 +378,12 @@ function deepFreeze<T>(value: T): T {
 }
 
 function expectArray(name: string, value: unknown): unknown[] {
-  if (!Array.isArray(value)) throw new TypeError(`Expected the \`${name}\` option to be an array, got ${describe(value)}`)
+  if (!Array.isArray(value)) throw new TypeError(`Expected the \`${label(name)}\` option to be an array, got ${describe(value)}`)
   return value
 }
 
 function expectBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`Expected the \`${name}\` option to be a boolean, got ${describe(value)}`)
+  if (typeof value !== 'boolean') throw new TypeError(`Expected the \`${label(name)}\` option to be a boolean, got ${describe(value)}`)
   return value
 }
 
@@ -298,28 +401,46 @@ function expectEnv(name: string, value: unknown): Record<string, string> {
 function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`
-    throw new TypeError(`Expected the \`${name}\` option to be ${range}, got ${describe(value)}`)
+    throw new TypeError(`Expected the \`${label(name)}\` option to be ${range}, got ${describe(value)}`)
+  }
+  return value
+}
+
+// A byte count: an integer, or a string with a unit (`512M`, `1G`, `64KiB`, `1.5MB`; 1K = 1024, as in the bytes package).
+function expectSize(name: string, value: unknown, min: number): number {
+  if (typeof value === 'string') {
+    const match = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$/i.exec(value.trim())
+    // A fraction only with a unit: `1.5M` is whole bytes, `0.1` is not.
+    const fractionWithoutUnit = match !== null && match[2] === '' && match[1]!.includes('.')
+    const parsed = match === null || fractionWithoutUnit ? null : bytes.parse(`${match[1]}${match[2] ?? ''}b`)
+    if (parsed === null || !Number.isSafeInteger(parsed) || parsed < min) {
+      throw new TypeError(`Expected the \`${label(name)}\` option to be a size in bytes >= ${min}, like 65536, 512K, 64M or 1G, got ${describe(value)}`)
+    }
+    return parsed
+  }
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new TypeError(`Expected the \`${label(name)}\` option to be a size in bytes >= ${min}, like 65536, 512K, 64M or 1G, got ${describe(value)}`)
   }
   return value
 }
 
 function expectObject(name: string, value: unknown): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TypeError(`Expected the \`${name}\` option to be an object, got ${describe(value)}`)
+    throw new TypeError(`Expected the \`${label(name)}\` option to be an object, got ${describe(value)}`)
   }
   return value as Record<string, unknown>
 }
 
 function expectOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !allowed.includes(value as T)) {
-    throw new TypeError(`Expected the \`${name}\` option to be one of ${allowed.join(', ')}, got ${describe(value)}`)
+    throw new TypeError(`Expected the \`${label(name)}\` option to be one of ${allowed.join(', ')}, got ${describe(value)}`)
   }
   return value as T
 }
 
 function expectString(name: string, value: unknown): string {
   if (typeof value !== 'string' || value === '' || value.includes('\0')) {
-    throw new TypeError(`Expected the \`${name}\` option to be a non-empty string, got ${describe(value)}`)
+    throw new TypeError(`Expected the \`${label(name)}\` option to be a non-empty string, got ${describe(value)}`)
   }
   return value
 }

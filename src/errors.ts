@@ -48,6 +48,18 @@ export class MethodNotAllowedError extends HttpError {
     super(405, 'CGI_ERR_METHOD', message, {...options, headers: {...options?.headers, Allow: allow}})
   }
 }
+// The client stopped sending its body (idle past bodyIdleTimeoutMs) or took longer than requestTimeoutMs.
+export class RequestTimeoutError extends HttpError {
+  constructor(message = 'Request Timeout', options?: Options) {
+    super(408, 'CGI_ERR_REQUEST_TIMEOUT', message, options)
+  }
+}
+// The request needs HTTP Basic credentials (a location's auth) and brought none that are valid.
+export class UnauthorizedError extends HttpError {
+  constructor(challenge: string, message = 'Unauthorized', options?: Options) {
+    super(401, 'CGI_ERR_UNAUTHORIZED', message, {...options, headers: {...options?.headers, 'WWW-Authenticate': challenge}})
+  }
+}
 export class PreconditionFailedError extends HttpError {
   constructor(message = 'Precondition Failed', options?: Options) {
     super(412, 'CGI_ERR_PRECONDITION', message, options)

@@ -1,5 +1,5 @@
 // The outcome of routing one request path: what serves it. Produced by router.ts, consumed by server.ts.
-import type {Mount} from './config.js'
+import type {Location} from './config.js'
 
 // A script to run for a request (RFC 3875 §3.3: the script-URI split into SCRIPT_NAME and PATH_INFO).
 export interface ScriptRoute {
@@ -7,12 +7,14 @@ export interface ScriptRoute {
   readonly scriptName: string
   /** Decoded rest of the path after the script, `''` when there is none (RFC 3875 §4.1.5). */
   readonly pathInfo: string
-  /** Absolute real path of the script file (for a program mount: the program). */
+  /** Absolute real path of the script file (for a location with a program: the program). */
   readonly scriptFilename: string
   /** True for `nph-` scripts: their output goes to the client raw. */
   readonly nph: boolean
-  /** The program mount serving this request, or null for cgi-bin and htdocs scripts. */
-  readonly mount: Mount | null
+  /** The location the request falls under (its policy: level, user, paths, env, limits), or null. */
+  readonly location: Location | null
+  /** True when the location's program serves the request (Apache ScriptAlias), not a file found by routing. */
+  readonly isProgram: boolean
   /** True when the script lives in the cgi-bin directory (unknown extensions then run by shebang). */
   readonly inCgiBin: boolean
 }

@@ -5,7 +5,7 @@ import {constants} from 'node:fs'
 import {access, realpath, stat} from 'node:fs/promises'
 import type {Stats} from 'node:fs'
 import path from 'node:path'
-import type {Config, Mount} from './config.js'
+import {prefixSegments, type Config, type Location} from './config.js'
 import {BadRequestError, ForbiddenError, NotFoundError} from './errors.js'
 import type {Route, ScriptRoute} from './route.js'
 
@@ -14,13 +14,18 @@ export const CGI_PREFIXES: readonly string[] = ['cgi-bin', 'htbin']
 
 export interface Router {
   resolveRoute(rawPath: string): Promise<Route>
+  /** The location a request path falls under (longest prefix, whole segments), or null; throws on a bad path. */
+  locationOf(rawPath: string): Location | null
+  /** Whether any location asks for authentication (else locationOf need not be asked before the static cache). */
+  readonly hasAuth: boolean
   /** The real (symlink-resolved) document root: DOCUMENT_ROOT, so SCRIPT_FILENAME lies under it. */
   readonly documentRoot: string
 }
 
 interface Roots {
   readonly htdocs: string
-  readonly cgiBin: string
+  /** Null when the site has no script directory: /cgi-bin/ is then not found. */
+  readonly cgiBin: string | null
 }
 
 // Splits the raw (undecoded) path of a request into decoded segments, enforcing the path policy.
@@ -51,76 +56,80 @@ export function isInside(root: string, child: string): boolean {
   return child === root || child.startsWith(root.endsWith(path.sep) ? root : root + path.sep)
 }
 
-// Builds the router over the real (symlink-resolved) roots; call once at startup.
-export async function createRouter(config: Config): Promise<Router> {
-  const roots: Roots = {htdocs: await realpath(config.htdocs), cgiBin: await realpath(config.cgiBin)}
-  const mounts = [...config.mounts].sort((a, b) => b.prefix.length - a.prefix.length)
+// Builds the router over the real (symlink-resolved) roots; call once at startup. `onWarning` hears of a missing
+// script directory (the site then serves files and pages only).
+export async function createRouter(config: Config, onWarning: (message: string) => void = () => {}): Promise<Router> {
+  const cgiBin = await realpath(config.cgiBin).catch(() => null)
+  if (cgiBin === null) onWarning(`warning: no script directory at ${config.cgiBin}: /cgi-bin/ and /htbin/ are not found (files and pages are served)`)
+  const roots: Roots = {htdocs: await realpath(config.htdocs), cgiBin}
+  const locations = config.locations.map((location) => ({location, segments: prefixSegments(location.prefix)}))
+    .sort((a, b) => b.segments.length - a.segments.length)
   const scriptExtensions = new Set(config.pageExtensions)
-  await Promise.all(config.mounts.map((mount, index) => validateProgram(mount, index)))
+  await Promise.all(config.locations.map(validateProgram))
+  const locationOf = (segments: readonly string[]) =>
+    locations.find((entry) => entry.segments.every((part, index) => segments[index] === part))?.location ?? null
   return {
     documentRoot: roots.htdocs,
+    hasAuth: config.locations.some((location) => location.auth !== null),
+    locationOf: (rawPath) => locationOf(splitUrlPath(rawPath).segments),
     async resolveRoute(rawPath) {
       const {segments, trailingSlash} = splitUrlPath(rawPath)
-      const mount = findMount(mounts, segments)
-      if (mount) return mountRoute(mount, segments, trailingSlash)
+      const location = locationOf(segments)
+      if (location?.program) return programRoute(location, location.program, segments, trailingSlash)
       if (segments.length > 0 && CGI_PREFIXES.includes(segments[0]!)) {
-        return cgiBinRoute(roots, segments, trailingSlash)
+        return cgiBinRoute(roots, location, segments, trailingSlash)
       }
-      return htdocsRoute(roots, scriptExtensions, segments, trailingSlash)
+      return htdocsRoute(roots, location, scriptExtensions, segments, trailingSlash)
     },
   }
 }
 
-// A mount's program must be an executable regular file when cgibox starts, not a 502 on every request.
-async function validateProgram(mount: Mount, index: number): Promise<void> {
-  const ok = await stat(mount.program).then(
-    async (stats) => stats.isFile() && await access(mount.program, constants.X_OK).then(() => true, () => false),
+// A location's program must be an executable regular file when cgibox starts, not a 502 on every request.
+async function validateProgram(location: Location): Promise<void> {
+  const program = location.program
+  if (program === null) return
+  const ok = await stat(program).then(
+    async (stats) => stats.isFile() && await access(program, constants.X_OK).then(() => true, () => false),
     () => false)
-  if (!ok) throw new TypeError(`Expected the \`mounts[${index}].program\` option to be an executable file, got \`${mount.program}\``)
+  if (!ok) throw new TypeError(`Expected the \`${location.option}.program\` option to be an executable file, got \`${program}\``)
 }
 
-function findMount(mounts: readonly Mount[], segments: readonly string[]): Mount | null {
-  for (const mount of mounts) {
-    const prefix = mount.prefix.split('/').filter(Boolean)
-    if (prefix.every((part, index) => segments[index] === part)) return mount
-  }
-  return null
-}
-
-function mountRoute(mount: Mount, segments: readonly string[], trailingSlash: boolean): Route {
-  const depth = mount.prefix.split('/').filter(Boolean).length
+function programRoute(location: Location, program: string, segments: readonly string[], trailingSlash: boolean): Route {
+  const depth = prefixSegments(location.prefix).length
   const script: ScriptRoute = {
     scriptName: '/' + segments.slice(0, depth).join('/'),
     pathInfo: joinPathInfo(segments.slice(depth), trailingSlash),
-    scriptFilename: mount.program,
-    nph: path.basename(mount.program).startsWith('nph-'),
-    mount,
+    scriptFilename: program,
+    nph: path.basename(program).startsWith('nph-'),
+    location,
+    isProgram: true,
     inCgiBin: false,
   }
   return {kind: 'script', script}
 }
 
-async function cgiBinRoute(roots: Roots, segments: readonly string[], trailingSlash: boolean): Promise<Route> {
+async function cgiBinRoute(roots: Roots, location: Location | null, segments: readonly string[], trailingSlash: boolean): Promise<Route> {
+  if (roots.cgiBin === null) throw new NotFoundError('path: this site has no script directory')
   const found = await findFirstFile(roots.cgiBin, segments, 1)
   // The script directory is never listed and nothing in it is served as a file.
   if (found === null) throw new ForbiddenError('path: directory listing of the script directory')
-  return {kind: 'script', script: scriptRoute(found, segments, trailingSlash, true)}
+  return {kind: 'script', script: scriptRoute(found, location, segments, trailingSlash, true)}
 }
 
 async function htdocsRoute(
-  roots: Roots, scriptExtensions: ReadonlySet<string>, segments: readonly string[], trailingSlash: boolean,
+  roots: Roots, location: Location | null, scriptExtensions: ReadonlySet<string>, segments: readonly string[], trailingSlash: boolean,
 ): Promise<Route> {
   const found = await findFirstFile(roots.htdocs, segments, 0)
   if (found === null) {
     const dirPath = await realpathInside(roots.htdocs, path.join(roots.htdocs, ...segments))
-    if (isInside(roots.cgiBin, dirPath)) throw new NotFoundError('path: the script directory is not served from htdocs')
+    if (roots.cgiBin !== null && isInside(roots.cgiBin, dirPath)) throw new NotFoundError('path: the script directory is not served from htdocs')
     const urlPath = '/' + segments.map(encodeURIComponent).join('/') + (segments.length > 0 ? '/' : '')
     if (segments.length > 0 && !trailingSlash) return {kind: 'redirect', location: urlPath}
     return {kind: 'directory', dirPath, urlPath: segments.length > 0 ? '/' + segments.join('/') + '/' : '/'}
   }
-  if (isInside(roots.cgiBin, found.realPath)) throw new NotFoundError('path: script sources are never served')
+  if (roots.cgiBin !== null && isInside(roots.cgiBin, found.realPath)) throw new NotFoundError('path: script sources are never served')
   if (scriptExtensions.has(path.extname(found.realPath).toLowerCase())) {
-    return {kind: 'script', script: scriptRoute(found, segments, trailingSlash, false)}
+    return {kind: 'script', script: scriptRoute(found, location, segments, trailingSlash, false)}
   }
   // Static files take no PATH_INFO: /file.txt/extra is not found.
   if (found.depth !== segments.length || trailingSlash) throw new NotFoundError('path: trailing path after a static file')
@@ -157,13 +166,15 @@ async function realpathInside(root: string, candidate: string): Promise<string> 
   return real
 }
 
-function scriptRoute(found: FoundFile, segments: readonly string[], trailingSlash: boolean, inCgiBin: boolean): ScriptRoute {
+function scriptRoute(found: FoundFile, location: Location | null, segments: readonly string[], trailingSlash: boolean,
+  inCgiBin: boolean): ScriptRoute {
   return {
     scriptName: '/' + segments.slice(0, found.depth).join('/'),
     pathInfo: joinPathInfo(segments.slice(found.depth), trailingSlash),
     scriptFilename: found.realPath,
     nph: path.basename(found.realPath).startsWith('nph-'),
-    mount: null,
+    location,
+    isProgram: false,
     inCgiBin,
   }
 }

@@ -1,17 +1,23 @@
 // The HTTP server: one request handler that routes, dispatches to scripts or static files, logs each request,
-// and is the only place that turns errors into responses (sendError). Also graceful shutdown.
+// and is the only place that turns errors into responses (sendError). Startup creates everything runs need (the
+// run-time directories, the launcher, the sandbox) and fails naming the path when it cannot; close drains.
+import fs from 'node:fs'
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
+import path from 'node:path'
 import type {Config} from './config.js'
 import {createCommandResolver} from './cgi/interpreter.js'
 import {runCgi} from './cgi/run-cgi.js'
-import type {CgiContext, RequestLine, RunSpec} from './cgi/context.js'
+import type {CgiContext, RequestLine} from './cgi/context.js'
 import {HttpError, MethodNotAllowedError} from './errors.js'
+import {createBodySpooler} from './limits/body-limit.js'
 import {createGate} from './limits/concurrency.js'
 import {createConsoleLogger, type Logger} from './log.js'
-import {createSandbox, validateSandboxRequirements} from './process/sandbox.js'
-import {spawnScript} from './process/spawn-script.js'
-import {createSpawner} from './process/spawner.js'
+import {createLaunch} from './process/launch.js'
+import {startLauncher, type Launcher} from './process/launcher.js'
+import {blockingDirectory} from './process/reachable.js'
+import {createRuntimeDir, ensureOwnDir, type RuntimeDir} from './process/runtime-dir.js'
+import {createSandbox, type Sandbox, type SandboxOptions} from './process/sandbox.js'
 import {createRouter} from './router.js'
 import {serveDirectory} from './static/listing.js'
 import {createFileCache} from './static/file-cache.js'
@@ -23,7 +29,7 @@ export interface RunningServer {
   readonly url: string
   readonly port: number
   readonly server: http.Server
-  /** The active sandbox level and what it enforces, one line. */
+  /** The active sandbox level and what it enforces, one line (plus one per other level a location uses). */
   readonly sandbox: string
   /** Stops accepting, lets running scripts finish for shutdownGraceMs, then kills what is left. */
   close(): Promise<void>
@@ -31,28 +37,48 @@ export interface RunningServer {
 
 export interface ServerOptions {
   readonly logger?: Logger
+  /** Sandbox probing options (tests point bwrap elsewhere or switch cgroups off). */
+  readonly sandbox?: SandboxOptions
 }
+
+/** Bytes all chunked request bodies and uploads in progress may hold on disk at once. */
+const MAX_SPOOL_BYTES = 512 * 1024 * 1024
+/** A request body that sends nothing for this long is dropped (408) and its spool deleted. */
+const BODY_IDLE_TIMEOUT_MS = 30_000
 
 // Starts cgibox on config.host:config.port and resolves once it is listening.
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createConsoleLogger(config.accessLog)
-  const router = await createRouter(config)
-  const sandbox = await createSandbox(config)
-  // A helper that forks runs, so this process is not forked per request; without python3, fork as before.
-  const spawner = config.spawner === 'helper'
-    ? await createSpawner().catch((error: unknown) => {
-      logger.error(`spawner: ${(error as Error).message}; runs are forked by the server`)
-      return null
-    })
-    : null
+  const closers: (() => Promise<void> | void)[] = []
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close()
+    closers.length = 0
+  }
+  let runtime: RuntimeDir
+  let launcher: Launcher
+  let sandbox: Sandbox
   try {
-    validateSandboxRequirements(sandbox, config.mounts)
+    runtime = createRuntimeDir(config.runtimeDir)
+    closers.push(() => runtime.remove())
+    ensureOwnDir(config.cacheDir, 0o755)
+    launcher = await startLauncher({socketDir: runtime.launcherDir, onWarning: (message) => logger.error(message)})
+    closers.push(() => launcher.close())
+    sandbox = await createSandbox(config, {launcher, runtime}, options.sandbox)
+    closers.push(() => sandbox.close())
   } catch (error) {
-    await spawner?.close()
-    await sandbox.close()
+    await closeAll()
     throw error
   }
+  const spoolDir = path.join(runtime.path, 'spool')
+  fs.mkdirSync(spoolDir, {mode: 0o700})
+  const router = await createRouter(config, (message) => logger.info(message)).catch(async (error: unknown) => {
+    await closeAll()
+    throw error
+  })
+  warnUnreachable(config, sandbox, logger)
+  const {launch, runs} = createLaunch(launcher, sandbox)
   const gate = createGate(config)
+  const spooler = createBodySpooler({dir: spoolDir, maxSpoolBytes: MAX_SPOOL_BYTES, bodyIdleTimeoutMs: BODY_IDLE_TIMEOUT_MS})
   const fileCache = createFileCache({validMs: config.staticCacheMs, maxFileBytes: 256 * 1024, maxTotalBytes: 64 * 1024 * 1024})
   let nextRequestId = 1
   const ctx: CgiContext = {
@@ -61,20 +87,15 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     gate,
     commands: createCommandResolver(config),
     logger,
-    runs: new Set(),
-    // The sandbox sees the document root, the .ts cache and a mount's extra paths read-only; cwd and absolute
-    // argv entries (interpreter, script, cached page) are bound by the sandbox itself.
-    spawn: (spec: RunSpec) => spawnScript({
-      argv: spec.argv, env: spec.env, cwd: spec.cwd, limits: spec.limits, sandbox, spawner,
-      readOnlyPaths: [router.documentRoot, config.cacheDir, ...spec.script.mount?.readPaths ?? []],
-    }),
+    spooler,
+    launch,
     dispatch,
   }
 
   async function dispatch(req: IncomingMessage, res: ServerResponse, line: RequestLine): Promise<void> {
     const query = line.url.indexOf('?')
     const pathname = query === -1 ? line.url : line.url.slice(0, query)
-    if (line.redirects === 0 && fileCache.serve(req, res, pathname)) return
+    if (line.redirects === 0 && !router.hasAuth && fileCache.serve(req, res, pathname)) return
     const route = await router.resolveRoute(pathname)
     switch (route.kind) {
       case 'script':
@@ -110,18 +131,24 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const socket = req.socket
     const remoteAddress = socket.remoteAddress ?? '-'
     const bytesBefore = socket.bytesWritten
-    res.once('close', () => logger.access({
-      remoteAddress,
-      time: started,
-      method: req.method ?? '-',
-      url: req.url ?? '-',
-      httpVersion: req.httpVersion,
-      status: res.statusCode,
-      bytes: socket.bytesWritten - bytesBefore,
-      referer: req.headers.referer,
-      userAgent: req.headers['user-agent'],
-    }))
-    const line: RequestLine = {method: req.method ?? 'GET', url: req.url ?? '/', redirects: 0, requestId}
+    const clientGone = new AbortController()
+    res.once('close', () => {
+      if (!res.writableFinished) clientGone.abort(new Error('client went away'))
+      logger.access({
+        remoteAddress,
+        time: started,
+        method: req.method ?? '-',
+        url: req.url ?? '-',
+        httpVersion: req.httpVersion,
+        status: res.statusCode,
+        bytes: socket.bytesWritten - bytesBefore,
+        referer: req.headers.referer,
+        userAgent: req.headers['user-agent'],
+      })
+    })
+    const line: RequestLine = {
+      method: req.method ?? 'GET', url: req.url ?? '/', redirects: 0, requestId, clientGone: clientGone.signal, remoteUser: null,
+    }
     dispatch(req, res, line).catch((error: unknown) => sendError(req, res, error, logger, requestId))
   })
   const sockets = new Set<Socket>()
@@ -138,40 +165,49 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       })
     })
   } catch (error) {
-    await spawner?.close()
-    await sandbox.close()
+    await closeAll()
     throw error
   }
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const otherLevels = [...new Set(config.locations.map((location) => sandbox.levelOf(location)))].filter((level) => level !== sandbox.level)
   let closing: Promise<void> | null = null
   return {
     url: `http://${host}:${address.port}/`,
     port: address.port,
     server,
-    sandbox: `${sandbox.describe()}; runs started by ${spawner ? 'the spawner helper' : 'fork of the server'}`,
+    sandbox: [sandbox.describe(), ...otherLevels.map((level) => `  also ${sandbox.describe(level)}`)].join('\n'),
     close() {
-      closing ??= shutdown(server, sockets, ctx, config.shutdownGraceMs)
-        .finally(async () => {
-          await spawner?.close()
-          await sandbox.close()
-        })
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        if (!await runs.whenIdle(config.shutdownGraceMs)) {
+          runs.killAll('shutdown')
+          // Killed runs end within the kill grace; the last connections then close.
+          await runs.whenIdle(config.limits.killGraceMs + 1_000)
+        }
+        for (const socket of sockets) socket.destroy()
+        await closed
+      })().finally(closeAll)
       return closing
     },
   }
 }
 
-async function shutdown(server: http.Server, sockets: Set<Socket>, ctx: CgiContext, graceMs: number): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-  server.closeIdleConnections()
-  const deadline = Date.now() + graceMs
-  while (ctx.runs.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
-  for (const run of ctx.runs) run.kill('shutdown')
-  // Killed runs reap within the kill grace; the last connections then close.
-  const reapDeadline = Date.now() + ctx.config.limits.killGraceMs + 1_000
-  while (ctx.runs.size > 0 && Date.now() < reapDeadline) await new Promise((resolve) => setTimeout(resolve, 25))
-  for (const socket of sockets) socket.destroy()
-  await closed
+// A line per directory the scripts' users cannot reach (a site under /root, a 0700 home): every run there would fail.
+function warnUnreachable(config: Config, sandbox: Sandbox, logger: Logger): void {
+  if (process.getuid?.() !== 0) return
+  const probes: {uid: number; gid: number; who: string}[] = []
+  if (config.uidPoolSize > 0) probes.push({uid: config.uidPoolStart, gid: config.uidPoolStart, who: `the uid pool (${config.uidPoolStart}-…)`})
+  void sandbox
+  const paths = [config.htdocs, config.cgiBin, config.cacheDir, ...config.locations.flatMap((location) =>
+    [...location.program === null ? [] : [location.program], ...location.readPaths, ...location.writePaths])]
+  for (const probe of probes) {
+    for (const target of paths) {
+      const blocked = blockingDirectory(target, probe.uid, [probe.gid])
+      if (blocked !== null) logger.info(`warning: scripts running as ${probe.who} cannot reach ${target}: ${blocked} is not searchable by them`)
+    }
+  }
 }
 
 function assertReadMethod(method: string): void {

@@ -29,7 +29,7 @@ describe('normalizeConfig defaults', () => {
       maxQueued: 100,
       queueTimeoutMs: 10_000,
       shutdownGraceMs: 5_000,
-      mounts: [],
+      locations: [],
       env: {},
       passAuthorization: false,
       accessLog: 'combined',
@@ -46,12 +46,52 @@ describe('normalizeConfig defaults', () => {
     ['port 0 picks a free port', {port: 0}, (config) => config.port, 0],
     ['extensions are lower-cased', {pageExtensions: ['.PY']}, (config) => config.pageExtensions, ['.py']],
     ['an interpreter may be a string', {interpreters: {'.lua': 'lua'}}, (config) => config.interpreters['.lua'], ['lua']],
-    ['a mount inherits the global limits', {timeoutMs: 5, mounts: [MOUNT]}, (config) => config.mounts[0]?.limits.timeoutMs, 5],
-    ['a mount overrides a limit', {timeoutMs: 5, mounts: [{...MOUNT, timeoutMs: 9}]}, (config) => config.mounts[0]?.limits.timeoutMs, 9],
-    ['a mount inherits passAuthorization', {passAuthorization: true, mounts: [MOUNT]}, (config) => config.mounts[0]?.passAuthorization, true],
-    ['a relative mount program is resolved', {mounts: [{prefix: '/p/', program: 'bin/x'}]}, (config) => config.mounts[0]?.program, '/base/bin/x'],
+    ['a mount inherits the global limits', {timeoutMs: 5, mounts: [MOUNT]}, (config) => config.locations[0]?.limits.timeoutMs, 5],
+    ['a mount overrides a limit', {timeoutMs: 5, mounts: [{...MOUNT, timeoutMs: 9}]}, (config) => config.locations[0]?.limits.timeoutMs, 9],
+    ['a mount inherits passAuthorization', {passAuthorization: true, mounts: [MOUNT]}, (config) => config.locations[0]?.passAuthorization, true],
+    ['a relative mount program is resolved', {mounts: [{prefix: '/p/', program: 'bin/x'}]}, (config) => config.locations[0]?.program, '/base/bin/x'],
   ])('%s', (_title, raw, read, expected) => {
     expect(read(normalizeConfig(raw, '/base'))).toEqual(expected)
+  })
+})
+
+describe('locations (nginx location, Apache <Location>)', () => {
+  test('every field of a location is normalised, paths resolved, limits and passAuthorization inherited', () => {
+    const config = normalizeConfig({
+      timeoutMs: 5, passAuthorization: true,
+      locations: [{
+        prefix: '/cgi-bin/guestbook/', sandbox: 'rlimit', user: 'www-data', readPaths: ['etc'], writePaths: ['data'],
+        env: {GB: '1'}, requireSandbox: 'rlimit', auth: {realm: 'guests', htpasswd: 'users.htpasswd'}, maxBodyBytes: '1M',
+      }],
+    }, '/site')
+    expect(config.locations).toEqual([{
+      option: 'locations[0]', prefix: '/cgi-bin/guestbook/', program: null, sandbox: 'rlimit', user: 'www-data', readPaths: ['/site/etc'],
+      writePaths: ['/site/data'], env: {GB: '1'}, passAuthorization: true, requireSandbox: 'rlimit',
+      auth: {realm: 'guests', htpasswd: '/site/users.htpasswd'},
+      limits: {...DEFAULT_LIMITS, timeoutMs: 5, maxBodyBytes: 1024 * 1024},
+    }])
+  })
+
+  test('mounts are locations with a program, listed first', () => {
+    const config = normalizeConfig({locations: [{prefix: '/b/'}], mounts: [MOUNT]}, '/base')
+    expect(config.locations.map((location) => [location.prefix, location.program])).toEqual([['/prog/', '/usr/bin/env'], ['/b/', null]])
+  })
+})
+
+describe('sizes accept units (the bytes package: 1K = 1024)', () => {
+  test.each([
+    [65536, 65536],
+    ['65536', 65536],
+    ['512K', 512 * 1024],
+    ['512M', 512 * 1024 * 1024],
+    ['512MB', 512 * 1024 * 1024],
+    ['1G', 1024 ** 3],
+    ['1g', 1024 ** 3],
+    ['64KiB', 64 * 1024],
+    ['1.5M', 1.5 * 1024 * 1024],
+    [' 2 M ', 2 * 1024 * 1024],
+  ])('maxOutputBytes %j is %d bytes', (value, expected) => {
+    expect(normalizeConfig({maxOutputBytes: value}).limits.maxOutputBytes).toBe(expected)
   })
 })
 
@@ -96,7 +136,6 @@ describe('normalizeConfig rejects bad values with a TypeError naming the option'
     [{mounts: {}}, 'mounts'],
     [{mounts: [1]}, 'mounts[0]'],
     [{mounts: [{...MOUNT, prefix: 'prog/'}]}, 'mounts[0].prefix'],
-    [{mounts: [{...MOUNT, prefix: '/prog'}]}, 'mounts[0].prefix'],
     [{mounts: [{...MOUNT, prefix: '/a/../'}]}, 'mounts[0].prefix'],
     [{mounts: [{...MOUNT, prefix: '/a b/'}]}, 'mounts[0].prefix'],
     [{mounts: [{prefix: '/prog/'}]}, 'mounts[0].program'],
@@ -131,6 +170,22 @@ describe('normalizeConfig rejects bad values with a TypeError naming the option'
     [{accessLog: 'json'}, 'accessLog'],
     [{bogus: 1}, 'bogus'],
     [{timeout: 1000}, 'timeout'], // the flag name is not a config key
+    [{maxOutputBytes: '12Q'}, 'maxOutputBytes'],
+    [{maxOutputBytes: '-1M'}, 'maxOutputBytes'],
+    [{memoryBytes: '1.5.3G'}, 'memoryBytes'],
+    [{maxBodyBytes: '0.1'}, 'maxBodyBytes'],
+    [{locations: [{prefix: '/a/', sandbox: 'strong'}]}, 'locations[0].sandbox'],
+    [{locations: [{prefix: '/a/', user: ''}]}, 'locations[0].user'],
+    [{locations: [{prefix: '/a/', writePaths: 'data'}]}, 'locations[0].writePaths'],
+    [{locations: [{prefix: '/a/', readPaths: [1]}]}, 'locations[0].readPaths'],
+    [{locations: [{prefix: '/a/', auth: {realm: 'git'}}]}, 'locations[0].auth.htpasswd'],
+    [{locations: [{prefix: '/a/', auth: {htpasswd: 'x'}}]}, 'locations[0].auth.realm'],
+    [{locations: [{prefix: '/a/', auth: {realm: 'a"b', htpasswd: 'x'}}]}, 'locations[0].auth.realm'],
+    [{locations: [{prefix: '/a/', auth: {realm: 'r', htpasswd: 'x', type: 'digest'}}]}, 'type'],
+    [{locations: [{prefix: '/a/', program: ''}]}, 'locations[0].program'],
+    [{locations: [{prefix: 'a'}]}, 'locations[0].prefix'],
+    [{locations: [{prefix: '/a/'}, {prefix: '/a'}]}, '/a'],
+    [{locations: [{prefix: '/a/', maxBodyBytes: 'lots'}]}, 'locations[0].maxBodyBytes'],
   ])('%o is refused, naming `%s`', (raw, option) => {
     const error = caught(() => normalizeConfig(raw, '/base'))
     expect(error).toBeInstanceOf(TypeError)

@@ -96,7 +96,7 @@ describe('resolveRoute over the fixture tree', () => {
 
   // A script route for the table: mount is null unless given.
   function script(scriptName: string, pathInfo: string, scriptFilename: string, inCgiBin: boolean): Route {
-    return {kind: 'script', script: {scriptName, pathInfo, scriptFilename, nph: false, mount: null, inCgiBin}}
+    return {kind: 'script', script: {scriptName, pathInfo, scriptFilename, nph: false, location: null, isProgram: false, inCgiBin}}
   }
 
   test.each<[string, Route]>([
@@ -122,7 +122,7 @@ describe('resolveRoute over the fixture tree', () => {
       script('/cgi-bin/nested/deeper/where.sh', '/x/y', path.join(CGI_BIN, 'nested', 'deeper', 'where.sh'), true)],
     ['/cgi-bin/plain-file', script('/cgi-bin/plain-file', '', path.join(CGI_BIN, 'plain-file'), true)],
     ['/cgi-bin/nph-raw.sh', {kind: 'script', script: {
-      scriptName: '/cgi-bin/nph-raw.sh', pathInfo: '', scriptFilename: path.join(CGI_BIN, 'nph-raw.sh'), nph: true, mount: null, inCgiBin: true,
+      scriptName: '/cgi-bin/nph-raw.sh', pathInfo: '', scriptFilename: path.join(CGI_BIN, 'nph-raw.sh'), nph: true, location: null, isProgram: false, inCgiBin: true,
     }}],
   ])('%s resolves to %o', async (raw, expected) => {
     expect(await router.resolveRoute(raw)).toEqual(expected)
@@ -136,7 +136,7 @@ describe('resolveRoute over the fixture tree', () => {
   ])('the program mount serves %s with SCRIPT_NAME %s and PATH_INFO %j', async (raw, scriptName, pathInfo) => {
     const route = await router.resolveRoute(raw)
     expect(route).toMatchObject({kind: 'script', script: {scriptName, pathInfo, scriptFilename: PROGRAM, inCgiBin: false}})
-    expect(route.kind === 'script' && route.script.mount?.env).toEqual({MOUNT_VAR: 'x'})
+    expect(route.kind === 'script' && route.script.location?.env).toEqual({MOUNT_VAR: 'x'})
   })
 
   test.each<[string, HttpErrorClass]>([

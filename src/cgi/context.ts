@@ -1,11 +1,13 @@
-// What a script run needs from the server: settings, the gate, the command resolver, the spawner, the log,
-// the registry of live runs (for shutdown) and the dispatcher (for local redirects).
+// What a script run needs from the server: settings, the gate, the command resolver, the launch function, the log
+// and the dispatcher (for local redirects).
 import type {IncomingMessage, ServerResponse} from 'node:http'
-import type {Config, Limits} from '../config.js'
+import type {Config} from '../config.js'
 import type {Gate} from '../limits/concurrency.js'
+import type {BodySpooler} from '../limits/body-limit.js'
 import type {Logger} from '../log.js'
-import type {KillReason, ScriptProcess} from '../process/spawn-script.js'
+import type {Launch} from '../process/launch.js'
 import type {ScriptRoute} from '../route.js'
+import type {Command} from './interpreter.js'
 
 // The method and target a request is served as; a local redirect changes both (RFC 3875 §6.2.2).
 export interface RequestLine {
@@ -15,14 +17,10 @@ export interface RequestLine {
   /** Local redirects followed so far. */
   readonly redirects: number
   readonly requestId: number
-}
-
-export interface RunSpec {
-  readonly argv: readonly string[]
-  readonly env: Readonly<Record<string, string>>
-  readonly cwd: string
-  readonly limits: Limits
-  readonly script: ScriptRoute
+  /** Aborted when the client goes away before its response is finished: every run of every hop dies with it. */
+  readonly clientGone: AbortSignal
+  /** The user a location's Basic auth let in, or null. */
+  readonly remoteUser: string | null
 }
 
 export interface CgiContext {
@@ -30,10 +28,9 @@ export interface CgiContext {
   /** The real path of htdocs (DOCUMENT_ROOT). */
   readonly documentRoot: string
   readonly gate: Gate
-  readonly commands: {commandFor(script: ScriptRoute): Promise<string[]>}
+  readonly commands: {commandFor(script: ScriptRoute): Promise<Command>}
   readonly logger: Logger
-  /** Live runs; shutdown kills what is left of them. */
-  readonly runs: Set<{kill(reason: KillReason): void}>
-  spawn(spec: RunSpec): ScriptProcess
+  readonly spooler: BodySpooler
+  readonly launch: Launch
   dispatch(req: IncomingMessage, res: ServerResponse, line: RequestLine): Promise<void>
 }

@@ -1,5 +1,5 @@
 // Builds the environment of one CGI run (RFC 3875 §4.1) from the request alone; it never reads process.env.
-// No DNS (REMOTE_HOST is the address) and no authentication (REMOTE_USER and REMOTE_IDENT are never set).
+// No DNS (REMOTE_HOST is the address); REMOTE_USER and AUTH_TYPE only when cgibox authenticated the request itself.
 import {readFileSync} from 'node:fs'
 import type {ScriptRoute} from '../route.js'
 
@@ -27,6 +27,8 @@ export interface CgiEnvInput {
   readonly serverName: string
   /** Export Authorization as HTTP_AUTHORIZATION (Apache CGIPassAuth). */
   readonly passAuthorization: boolean
+  /** The user cgibox authenticated with HTTP Basic (a location's `auth`), or null. */
+  readonly remoteUser: string | null
   /** Global config env, then mount env, merged by the caller; applied last, so it overrides everything. */
   readonly extraEnv: Readonly<Record<string, string>>
 }
@@ -39,23 +41,21 @@ const SAFE_DEFAULTS = {PATH: '/usr/local/bin:/usr/bin:/bin', TZ: resolveTimeZone
 const HEADER_NAME_REGEXP = /^[A-Za-z0-9-]+$/
 // A reg-name or IPv4 address, or a bracketed IPv6 literal, then an optional port (RFC 3986 §3.2.2, RFC 3875 §4.1.14).
 const HOST_REGEXP = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]*)?$/
-// The auth-scheme token at the start of an Authorization value (RFC 9110 §11.4).
-const AUTH_SCHEME_REGEXP = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?=[ ]|$)/
 // Request headers that never become HTTP_* variables.
 const NOT_EXPORTED = new Set([
   'proxy', // httpoxy: HTTP_PROXY would steer the script's own requests (Go issue 16405, https://httpoxy.org/)
   'content-type', // RFC 3875 §4.1.3: it is CONTENT_TYPE
   'content-length', // RFC 3875 §4.1.2: it is CONTENT_LENGTH, from the body the script actually gets
+  'transfer-encoding', // the script gets the body de-chunked, with an exact CONTENT_LENGTH
 ])
 
 // The CGI environment of one request: meta-variables in RFC 3875 §4.1 order, extras, HTTP_*, then config env.
 export function buildCgiEnv(input: CgiEnvInput): Record<string, string> {
   const headers = collectHeaders(input.rawHeaders)
-  const authorization = headers.get('authorization')?.[0]
   const {pathInfo} = input.script
   const queryIndex = input.requestUri.indexOf('?')
   const metaVariables: Record<string, string | undefined> = {
-    AUTH_TYPE: authorization === undefined ? undefined : AUTH_SCHEME_REGEXP.exec(authorization)?.[0],
+    AUTH_TYPE: input.remoteUser === null ? undefined : 'Basic', // §4.1.1: the mechanism the server used
     CONTENT_LENGTH: input.contentLength === null ? undefined : String(input.contentLength),
     CONTENT_TYPE: headers.get('content-type')?.[0], // first wins, as in node:http req.headers
     GATEWAY_INTERFACE: 'CGI/1.1',
@@ -64,6 +64,7 @@ export function buildCgiEnv(input: CgiEnvInput): Record<string, string> {
     QUERY_STRING: queryIndex === -1 ? '' : input.requestUri.slice(queryIndex + 1), // §4.1.7: raw, always set
     REMOTE_ADDR: input.remoteAddress,
     REMOTE_HOST: input.remoteAddress, // §4.1.9 allows the address in place of a DNS lookup
+    REMOTE_USER: input.remoteUser ?? undefined, // §4.1.11
     REQUEST_METHOD: input.method,
     SCRIPT_NAME: input.script.scriptName,
     SERVER_NAME: resolveServerName(headers.get('host'), input.serverName),

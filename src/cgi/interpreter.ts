@@ -1,10 +1,11 @@
-// Decides the argv that runs a script: a program mount, an interpreter from config.interpreters by extension,
-// the TypeScript runner, or the script itself by its shebang. It never spawns anything and never reads the query.
+// Decides the argv that runs a script: a location's program, the TypeScript runner (.ts/.mts), the script itself by
+// its `#!` line when it is executable (as Apache, lighttpd and Python's http.server do), else an interpreter from
+// config.interpreters by extension. It never spawns anything and never reads the query.
 import {constants} from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type {Config} from '../config.js'
-import {ForbiddenError, ScriptSetupError} from '../errors.js'
+import {BadGatewayError, ForbiddenError, ScriptSetupError} from '../errors.js'
 import type {ScriptRoute} from '../route.js'
 import {createTsRunner, type TsRunner} from './ts-runner.js'
 
@@ -15,10 +16,20 @@ export const TS_RUNNER_COMMAND = 'cgibox-ts'
 /** A missing interpreter is looked up again at most this often (someone may be installing it). */
 const DEFAULT_MISSING_RECHECK_MS = 5_000
 
-// What run-cgi asks for a script's argv (CgiContext.commands).
+/** The first line of a script is read up to this many bytes (Linux reads 256 for `#!`). */
+const SHEBANG_BYTES = 256
+
+// How a script is run.
+export interface Command {
+  /** The full argv: interpreter (if any), then the script; no word of it comes from the request. */
+  readonly argv: string[]
+  /** Files the run must see besides its argv and directory (a `#!` interpreter, bound under bwrap). */
+  readonly readPaths: string[]
+}
+
+// What run-cgi asks for a script's argv.
 export interface CommandResolver {
-  /** The full argv for a script: interpreter (if any), then the script; no word of it comes from the request. */
-  commandFor(script: ScriptRoute): Promise<string[]>
+  commandFor(script: ScriptRoute): Promise<Command>
 }
 
 // Replaceable parts of a resolver, for tests and benchmarks.
@@ -39,23 +50,35 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
   // .ts pages may import only from the document root and the script directory (the build runs unsandboxed).
   const {tsRunner = createTsRunner(config.cacheDir, [config.htdocs, config.cgiBin]), missingRecheckMs = DEFAULT_MISSING_RECHECK_MS} = options
   const lookups = new Map<string, Promise<Lookup>>()
+  const shebangs = new Map<string, {readonly key: string; readonly line: Promise<string | null>}>()
 
-  async function commandFor(script: ScriptRoute): Promise<string[]> {
-    // A program mount is the executable itself (Apache ScriptAlias); config validated its path at startup.
-    if (script.mount !== null) return [script.mount.program]
+  async function commandFor(script: ScriptRoute): Promise<Command> {
+    // A location's program is the executable itself (Apache ScriptAlias); config validated its path at startup.
+    if (script.isProgram) return {argv: [script.scriptFilename], readPaths: []}
     const extension = path.extname(script.scriptFilename).toLowerCase()
     const interpreter = Object.hasOwn(config.interpreters, extension) ? config.interpreters[extension] : undefined
-    if (interpreter === undefined) {
-      // No known extension: run by shebang, like lighttpd with cgi.execute-x-only (a .py file needs no x bit).
-      await validateExecutable(script.scriptFilename)
-      return [script.scriptFilename]
+    if (interpreter?.[0] === TS_RUNNER_COMMAND) {
+      const compiled = await tsRunner.compile(script.scriptFilename)
+      return {argv: [process.execPath, '--enable-source-maps', ...interpreter.slice(1), compiled], readPaths: []}
     }
+    const stats = await fs.stat(script.scriptFilename)
+    if (isExecutableMode(stats.mode)) {
+      // An executable file runs by its own `#!` line (`#!/usr/bin/perl -wT`, `#!/bin/bash`), or as the binary it is.
+      const line = await readShebang(script.scriptFilename, `${stats.mtimeMs}:${stats.size}:${stats.ino}`)
+      if (line !== null) return shebangCommand(script.scriptFilename, line)
+      if (interpreter === undefined) return {argv: [script.scriptFilename], readPaths: []}
+    }
+    if (interpreter === undefined) {
+      // No known extension and not executable: nothing could run it (lighttpd cgi.execute-x-only).
+      throw new ForbiddenError('cgi: script is not executable')
+    }
+    return {argv: await interpreterCommand(interpreter, extension, script.scriptFilename), readPaths: []}
+  }
+
+  // The argv of the map's interpreter for a script.
+  async function interpreterCommand(interpreter: readonly string[], extension: string, scriptFilename: string): Promise<string[]> {
     const [command, ...args] = interpreter
     if (command === undefined) throw new ScriptSetupError(`cgi: empty interpreter for ${extension}`)
-    if (command === TS_RUNNER_COMMAND) {
-      const compiled = await tsRunner.compile(script.scriptFilename)
-      return [process.execPath, '--enable-source-maps', ...args, compiled]
-    }
     const program = await findProgram(command, extension)
     // php-cgi gets no arguments: it finds the script in SCRIPT_FILENAME and runs only when REDIRECT_STATUS is
     // set (force-cgi-redirect), both set by the env builder. Verified with /usr/bin/php-cgi 8.2:
@@ -65,7 +88,40 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
     //   how CVE-2012-1823 / CVE-2024-4577 (query string turned into php-cgi options) arise, so there are none,
     //   and QUERY_STRING=-s with no arguments just runs the script.
     if (isPhpCgi(program)) return [program, ...args]
-    return [program, ...args, script.scriptFilename]
+    return [program, ...args, scriptFilename]
+  }
+
+  // The script itself, after checking what its `#!` line names: a CRLF line or a missing interpreter is a 502 whose
+  // log line says so, not a bare "No such file". php-cgi named there still gets no argument at all.
+  async function shebangCommand(scriptFilename: string, line: string): Promise<Command> {
+    const words = line.slice(2).trim().split(/[ \t]+/)
+    const interpreter = words[0] ?? ''
+    if (line.endsWith('\r')) {
+      const shown = line.slice(2).trim().split(/[ \t]+/).at(-1) ?? ''
+      throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify(shown + '\r')}: CRLF line endings in ${scriptFilename}`)
+    }
+    if (!path.isAbsolute(interpreter)) throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify(interpreter)} in the #! line of ${scriptFilename}`)
+    if (!await isExecutableFile(interpreter)) {
+      throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify(interpreter)} (not an executable file) in the #! line of ${scriptFilename}`)
+    }
+    // `#!/usr/bin/env name`: env looks name up on the run's PATH, so it must be there.
+    if (path.basename(interpreter) === 'env' && words[1] !== undefined && !words[1].startsWith('-')) {
+      if (await lookUpProgram(words[1]) === null) {
+        throw new BadGatewayError(`cgi: bad interpreter "${words[1]}" (not found on PATH ${SAFE_PATH}) in the #! line of ${scriptFilename}`)
+      }
+    }
+    if (isPhpCgi(interpreter)) return {argv: [interpreter], readPaths: []}
+    return {argv: [scriptFilename], readPaths: [interpreter]}
+  }
+
+  // The first line of a file when it starts with `#!`, else null; cached per version (mtime, size, inode).
+  function readShebang(file: string, key: string): Promise<string | null> {
+    const cached = shebangs.get(file)
+    if (cached?.key === key) return cached.line
+    const line = readFirstLine(file)
+    shebangs.set(file, {key, line})
+    line.catch(() => shebangs.delete(file))
+    return line
   }
 
   // Resolves a command once; a missing one is looked up again after missingRecheckMs.
@@ -91,6 +147,23 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
   }
 
   return {commandFor}
+}
+
+async function readFirstLine(file: string): Promise<string | null> {
+  const handle = await fs.open(file, 'r')
+  try {
+    const buffer = Buffer.alloc(SHEBANG_BYTES)
+    const {bytesRead} = await handle.read(buffer, 0, SHEBANG_BYTES, 0)
+    if (bytesRead < 2 || buffer[0] !== 0x23 || buffer[1] !== 0x21) return null
+    const end = buffer.indexOf(0x0a)
+    return buffer.subarray(0, end === -1 ? bytesRead : end).toString('latin1')
+  } finally {
+    await handle.close()
+  }
+}
+
+function isExecutableMode(mode: number): boolean {
+  return (mode & 0o111) !== 0
 }
 
 function isPhpCgi(program: string): boolean {
@@ -120,8 +193,4 @@ async function lookUpProgram(command: string): Promise<string | null> {
     if (await isExecutableFile(file)) return file
   }
   return null
-}
-
-async function validateExecutable(file: string): Promise<void> {
-  if (!await isExecutableFile(file)) throw new ForbiddenError('cgi: script is not executable')
 }

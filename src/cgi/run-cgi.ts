@@ -1,5 +1,5 @@
 // Runs one CGI script for one request, in protocol order (Go host.go ServeHTTP): body → gate → command → env →
-// spawn → headers → status → body stream. Errors before the headers are thrown for server.ts to answer;
+// launch → headers → status → body stream. Errors before the headers are thrown for server.ts to answer;
 // after the headers a failed run cuts the response off (lighttpd http_response_backend_error).
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import path from 'node:path'
@@ -7,11 +7,9 @@ import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import type {Limits} from '../config.js'
 import {
-  BadGatewayError, GatewayTimeoutError, HttpError, InternalServerError, OutputLimitError,
+  BadGatewayError, GatewayTimeoutError, HttpError, InternalServerError, OutputLimitError, ScriptSetupError,
 } from '../errors.js'
-import {prepareRequestBody, type RequestBody} from '../limits/body-limit.js'
-import {createByteCap} from '../limits/output-cap.js'
-import type {ScriptProcess} from '../process/spawn-script.js'
+import type {KillReason, Run, RunOutcome} from '../process/run.js'
 import type {ScriptRoute} from '../route.js'
 import {buildCgiEnv} from './env.js'
 import {createHeaderParser, type CgiHead} from './response-parser.js'
@@ -19,34 +17,24 @@ import type {CgiContext, RequestLine} from './context.js'
 
 // How many local redirects (Location: /path) one request may follow (Apache's LimitInternalRecursion is 10).
 export const MAX_LOCAL_REDIRECTS = 10
-// After stdout ends, how long to wait for the exit status before ending the response cleanly anyway.
-const EXIT_WAIT_MS = 50
-// Kill reasons after which a response that already started must be cut off, never completed.
-const CUT_OFF_REASONS = new Set(['deadline', 'output-cap', 'shutdown', 'client-gone', 'error'])
 
 // Runs the script of `script` for the request; resolves when the response is finished (the run may linger).
 export async function runCgi(req: IncomingMessage, res: ServerResponse, line: RequestLine, script: ScriptRoute,
   ctx: CgiContext): Promise<void> {
-  const limits = script.mount?.limits ?? ctx.config.limits
-  const body = line.redirects === 0 ? await prepareRequestBody(req, limits.maxBodyBytes) : null
-  // One close listener per hop: the client going away aborts the wait for a slot, or kills the run.
-  const clientGone = new AbortController()
-  let run: Run | null = null
-  const onClose = () => {
-    if (run === null) clientGone.abort(new Error('client went away while queued'))
-    else if (!res.writableFinished) run.kill('client-gone')
-  }
-  res.once('close', onClose)
+  const limits = script.location?.limits ?? ctx.config.limits
+  // Spooled (chunked) bodies count against the global spool budget while they wait; a stall or a client leaving
+  // deletes them at once (body-limit.ts).
+  const body = line.redirects === 0 ? await ctx.spooler.prepare(req, limits.maxBodyBytes) : null
   let release: () => void
   try {
-    release = await ctx.gate.acquire(clientGone.signal)
+    release = await ctx.gate.acquire(line.clientGone)
   } catch (error) {
     await body?.dispose()
     throw error
   }
-  let child: ScriptProcess
+  let run: Run
   try {
-    const argv = await ctx.commands.commandFor(script)
+    const command = await ctx.commands.commandFor(script)
     const env = buildCgiEnv({
       method: line.method,
       httpVersion: req.httpVersion,
@@ -61,164 +49,135 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
       script,
       documentRoot: ctx.documentRoot,
       serverName: ctx.config.host,
-      passAuthorization: script.mount?.passAuthorization ?? ctx.config.passAuthorization,
-      extraEnv: {...ctx.config.env, ...script.mount?.env},
+      passAuthorization: script.location?.passAuthorization ?? ctx.config.passAuthorization,
+      remoteUser: line.remoteUser,
+      extraEnv: {...ctx.config.env, ...script.location?.env},
     })
-    child = ctx.spawn({argv, env, cwd: path.dirname(script.scriptFilename), limits, script})
+    run = ctx.launch({
+      argv: command.argv,
+      env,
+      cwd: path.dirname(script.scriptFilename),
+      limits,
+      location: script.location,
+      readPaths: [ctx.documentRoot, ...command.readPaths],
+      body: body !== null && body.length !== null && body.length > 0 ? body.open() : null,
+      clientGone: line.clientGone,
+    })
   } catch (error) {
     release()
     await body?.dispose()
     throw error
   }
-  run = superviseRun(child, limits, ctx, script, line.requestId, release, body)
-  if (script.nph) return streamRaw(req, child, run, limits)
-  const head = await readHead(child.stdout, limits, run)
-  if (head.location?.startsWith('/') && head.status === null) {
-    res.off('close', onClose)
-    return followLocalRedirect(req, res, line, head, child, ctx)
-  }
+  void run.finished.then(async (outcome) => {
+    release()
+    logRun(ctx, line.requestId, script, outcome)
+    await body?.dispose()
+  })
+  if (script.nph) return streamRaw(req, run)
+  const head = await readHead(run, limits, script)
+  if (head.location?.startsWith('/') && head.status === null) return followLocalRedirect(req, res, line, head, run, ctx)
   writeHead(res, head)
   if (line.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
     res.end()
-    child.stdout.resume() // the script runs to its end; its body is read and dropped
+    run.stdout.resume() // the script runs to its end; its body is read and dropped
+    run.stdout.on('error', () => {})
     return
   }
-  await streamBody(res, head.rest, child, run, limits)
+  await streamBody(res, head.rest, run, limits, script)
 }
 
-interface Run {
-  /** Kills the run for a reason (first wins) and rejects waiters of `killed`. */
-  kill(reason: Parameters<ScriptProcess['kill']>[0]): void
-  /** Rejects when the run is killed, with the matching HttpError. */
-  readonly killed: Promise<never>
-  /** That HttpError, once the run was killed. */
-  readonly error: HttpError | null
-  bytesOut: number
+// The run record and stderr, and a launch failure said plainly: cgibox's own setup, or an exec that failed.
+function logRun(ctx: CgiContext, requestId: number, script: ScriptRoute, outcome: RunOutcome): void {
+  if (outcome.stderr) ctx.logger.stderr(requestId, script.scriptName, outcome.stderr)
+  if (outcome.failure !== null) {
+    const whose = outcome.failure.stage === 'setup' ? 'cgibox could not set up the run' : 'the script could not be started'
+    ctx.logger.error(`cgi: ${script.scriptName}: ${whose}: ${outcome.failure.message}`, {requestId})
+  }
+  ctx.logger.run({
+    requestId,
+    script: script.scriptName,
+    pid: outcome.pid,
+    code: outcome.code,
+    signal: outcome.signal,
+    killReason: outcome.killReason,
+    limitHit: outcome.limitHit,
+    ms: outcome.ms,
+    bytesIn: outcome.bytesIn,
+    bytesOut: outcome.bytesOut,
+  })
 }
 
-// Starts the deadline, feeds stdin, logs stderr and the run record, and releases the slot when the run ends.
-function superviseRun(child: ScriptProcess, limits: Limits, ctx: CgiContext, script: ScriptRoute, requestId: number,
-  release: () => void, body: RequestBody | null): Run {
-  const started = performance.now()
-  let rejectKilled: (error: Error) => void = () => {}
-  const killed = new Promise<never>((_, reject) => {
-    rejectKilled = reject
-  })
-  killed.catch(() => {})
-  let error: HttpError | null = null
-  const run: Run = {
-    killed,
-    get error() { return error },
-    bytesOut: 0,
-    kill(reason) {
-      if (child.killReason !== null) return
-      child.kill(reason)
-      error = reason === 'deadline'
-        ? new GatewayTimeoutError(`cgi: ${script.scriptName} ran past its ${limits.timeoutMs} ms deadline`)
-        : reason === 'output-cap'
-          ? new OutputLimitError(`cgi: ${script.scriptName} wrote more than ${limits.maxOutputBytes} bytes`)
-          : new BadGatewayError(`cgi: ${script.scriptName} was killed: ${reason}`)
-      rejectKilled(error)
-    },
-  }
-  ctx.runs.add(run)
-  const deadline = setTimeout(() => run.kill('deadline'), limits.timeoutMs)
-  let bytesIn = 0
-  if (body && body.length !== null && body.length > 0) {
-    const source = body.open()
-    source.on('data', (chunk: Buffer) => {
-      bytesIn += chunk.length
-    })
-    source.pipe(child.stdin)
-    // EPIPE: the script need not read its body. The rest is read and dropped; destroying the request (as a
-    // pipeline would) would take the socket, and the response still on its way, with it.
-    child.stdin.on('error', () => {
-      source.unpipe(child.stdin)
-      source.resume()
-    })
-  } else {
-    child.stdin.on('error', () => {})
-    child.stdin.end()
-  }
-  const stderr = collectStderr(child.stderr, limits.maxStderrBytes)
-  void child.exited.then(async (status) => {
-    clearTimeout(deadline)
-    ctx.runs.delete(run)
-    release()
-    const text = await stderr
-    if (text) ctx.logger.stderr(requestId, script.scriptName, text)
-    ctx.logger.run({
-      requestId,
-      script: script.scriptName,
-      pid: child.pid,
-      code: status.code,
-      signal: status.signal,
-      killReason: child.killReason,
-      limitHit: status.resourceLimit,
-      ms: Math.round(performance.now() - started),
-      bytesIn,
-      bytesOut: run.bytesOut,
-    })
-    await body?.dispose()
-  })
-  return run
+// The HttpError a run ended by cgibox, or one that never started, answers with (when nothing was sent yet).
+async function errorOf(run: Run, limits: Limits, script: ScriptRoute, fallback: HttpError): Promise<HttpError> {
+  const reason: KillReason | null = run.killReason
+  if (reason === 'deadline') return new GatewayTimeoutError(`cgi: ${script.scriptName} ran past its ${limits.timeoutMs} ms deadline`)
+  if (reason === 'output-cap') return new OutputLimitError(`cgi: ${script.scriptName} wrote more than ${limits.maxOutputBytes} bytes`)
+  if (reason !== null) return new BadGatewayError(`cgi: ${script.scriptName} was killed: ${reason}`)
+  const outcome = await Promise.race([run.finished, new Promise<null>((resolve) => setTimeout(resolve, 1_000, null).unref())])
+  if (outcome?.failure?.stage === 'setup') return new ScriptSetupError(`cgi: ${script.scriptName}: cgibox could not set up the run: ${outcome.failure.message}`)
+  if (outcome?.failure?.stage === 'exec') return new BadGatewayError(`cgi: ${script.scriptName} could not be started: ${outcome.failure.message}`)
+  return fallback
 }
 
 // Reads stdout until the end of the CGI header block; throws 502/504 when the script fails before it.
-async function readHead(stdout: Readable, limits: Limits, run: Run): Promise<CgiHead & {rest: Buffer}> {
+async function readHead(run: Run, limits: Limits, script: ScriptRoute): Promise<CgiHead & {rest: Buffer}> {
   const parser = createHeaderParser(limits.maxHeaderBytes)
-  const parsed = new Promise<CgiHead & {rest: Buffer}>((resolve, reject) => {
-    const cleanup = () => {
-      stdout.off('data', onData)
-      stdout.off('end', onEnd)
-      stdout.off('error', onEnd)
-    }
-    const onData = (chunk: Buffer) => {
-      run.bytesOut += chunk.length
-      if (run.bytesOut > limits.maxOutputBytes) {
-        cleanup()
-        run.kill('output-cap')
-        return
+  const {stdout} = run
+  try {
+    return await new Promise<CgiHead & {rest: Buffer}>((resolve, reject) => {
+      const cleanup = () => {
+        stdout.off('data', onData)
+        stdout.off('end', onEnd)
+        stdout.off('error', onError)
       }
-      try {
-        const result = parser.feed(chunk)
-        if (!result.done) return
-        cleanup()
-        stdout.pause()
-        resolve({...result.head, rest: result.rest})
-      } catch (error) {
-        cleanup()
-        run.kill('error')
-        reject(error)
+      const onData = (chunk: Buffer) => {
+        try {
+          const result = parser.feed(chunk)
+          if (!result.done) return
+          cleanup()
+          stdout.pause()
+          resolve({...result.head, rest: result.rest})
+        } catch (error) {
+          cleanup()
+          run.kill('error')
+          reject(error)
+        }
       }
-    }
-    const onEnd = () => {
-      cleanup()
-      try {
-        parser.finish()
-        reject(new BadGatewayError('cgi: script ended before the end of its headers'))
-      } catch (error) {
-        reject(error)
+      const onEnd = () => {
+        cleanup()
+        try {
+          parser.finish()
+          reject(new BadGatewayError('cgi: script ended before the end of its headers'))
+        } catch (error) {
+          reject(error)
+        }
+        run.kill('error') // a script that closed stdout without headers must not keep its slot until the deadline
       }
-      run.kill('error') // a script that closed stdout without headers must not keep its slot until the deadline
-    }
-    stdout.on('data', onData)
-    stdout.once('end', onEnd)
-    stdout.once('error', onEnd)
-  })
-  return Promise.race([parsed, run.killed])
+      const onError = (error: Error) => {
+        cleanup()
+        reject(new BadGatewayError('cgi: script output failed before the end of its headers', {cause: error}))
+      }
+      stdout.on('data', onData)
+      stdout.once('end', onEnd)
+      stdout.once('error', onError)
+    })
+  } catch (error) {
+    stdout.on('error', () => {})
+    stdout.resume()
+    throw await errorOf(run, limits, script, error as HttpError)
+  }
 }
 
-// RFC 3875 §6.2.2: a local Location is re-dispatched as a GET through the same router and path checks.
+// RFC 3875 §6.2.2: a local Location is re-dispatched as a GET through the same router and path checks. The earlier
+// run keeps listening to the client: if the client leaves, every hop is killed (line.clientGone).
 async function followLocalRedirect(req: IncomingMessage, res: ServerResponse, line: RequestLine, head: CgiHead,
-  child: ScriptProcess, ctx: CgiContext): Promise<void> {
-  child.stdout.resume()
+  run: Run, ctx: CgiContext): Promise<void> {
+  run.stdout.on('error', () => {})
+  run.stdout.resume()
   if (line.redirects >= MAX_LOCAL_REDIRECTS) {
     throw new InternalServerError(`cgi: more than ${MAX_LOCAL_REDIRECTS} local redirects, last to ${head.location}`)
   }
-  await ctx.dispatch(req, res, {
-    method: 'GET', url: head.location!, redirects: line.redirects + 1, requestId: line.requestId,
-  })
+  await ctx.dispatch(req, res, {...line, method: 'GET', url: head.location!, redirects: line.redirects + 1})
 }
 
 // Status: the script's Status, else 302 for a client redirect (RFC 3875 §6.2.3), else 200.
@@ -232,80 +191,36 @@ function writeHead(res: ServerResponse, head: CgiHead): void {
   }
 }
 
-// Streams the body with backpressure; a run killed mid-body, or a crash, cuts the response off.
-async function streamBody(res: ServerResponse, rest: Buffer, child: ScriptProcess, run: Run, limits: Limits): Promise<void> {
-  const headBytes = run.bytesOut - rest.length
-  const cap = createByteCap({
-    limit: limits.maxOutputBytes - headBytes,
-    onExceed: () => run.kill('output-cap'),
-    onBytes: (count) => {
-      run.bytesOut += count
-    },
-    onEnd: async () => {
-      const status = await Promise.race([child.ended, new Promise<null>((resolve) => setTimeout(resolve, EXIT_WAIT_MS, null).unref())])
-      return wasCutOff(child, status) ? new Error(`cgi: run ended by ${child.killReason ?? status?.signal}`) : null
-    },
-  })
-  run.bytesOut = headBytes
-  if (rest.length > 0) cap.write(rest) // buffered in the transform until the pipeline pulls it
-  // res is piped, not in the pipeline: a pipeline would destroy it on a failure before any body byte went out,
+// Streams the body with backpressure; a run killed mid-body, or a crash, cuts the response off (run.stdout errors).
+async function streamBody(res: ServerResponse, rest: Buffer, run: Run, limits: Limits, script: ScriptRoute): Promise<void> {
+  const {stdout} = run
+  if (rest.length > 0) stdout.unshift(rest)
+  // res is piped, not in a pipeline: a pipeline would destroy it on a failure before any body byte went out,
   // when the client should still get the run's 504 or 502.
-  cap.pipe(res)
+  stdout.pipe(res)
   res.once('close', () => {
-    if (!res.writableFinished) cap.destroy() // the client left: stop pulling, so the pipeline settles
+    if (!res.writableFinished) stdout.destroy() // the client left: stop pulling (the run dies of client-gone)
   })
   try {
-    await pipeline(child.stdout, cap)
+    await new Promise<void>((resolve, reject) => {
+      stdout.once('end', resolve)
+      stdout.once('error', reject)
+      stdout.once('close', () => (res.writableFinished || stdout.readableEnded ? resolve() : reject(new Error('cgi: output closed'))))
+    })
   } catch (error) {
-    cap.unpipe(res)
-    if (child.killReason === null) run.kill('error')
+    stdout.unpipe(res)
+    if (run.killReason === null) run.kill('error')
     // Nothing sent yet (Node sends the head with the first body byte): the client gets the run's 504 or 502.
-    if (!res.headersSent) throw run.error ?? new BadGatewayError('cgi: script failed before its body', {cause: error})
+    if (!res.headersSent) throw await errorOf(run, limits, script, new BadGatewayError('cgi: script failed before its body', {cause: error}))
     res.destroy() // the client must see an incomplete body, never a clean end
   }
 }
 
 // nph- scripts: the output goes to the socket as is, and the connection closes after it.
-async function streamRaw(req: IncomingMessage, child: ScriptProcess, run: Run, limits: Limits): Promise<void> {
-  const cap = createByteCap({
-    limit: limits.maxOutputBytes,
-    onExceed: () => run.kill('output-cap'),
-    onBytes: (count) => {
-      run.bytesOut += count
-    },
-  })
+async function streamRaw(req: IncomingMessage, run: Run): Promise<void> {
   try {
-    await pipeline(child.stdout, cap, req.socket)
+    await pipeline(run.stdout as Readable, req.socket)
   } catch {
     req.socket.destroy()
   }
-}
-
-// A run killed by cgibox, or one that died by a signal (a crash, the memory limit), did not finish its body.
-function wasCutOff(child: ScriptProcess, status: {readonly signal: NodeJS.Signals | null} | null): boolean {
-  if (child.killReason !== null) return CUT_OFF_REASONS.has(child.killReason)
-  return status?.signal != null
-}
-
-// Keeps the first `max` bytes of stderr for the log and drains the rest (a flood must not block the script).
-function collectStderr(stderr: Readable, max: number): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = []
-    let kept = 0
-    let dropped = 0
-    stderr.on('data', (chunk: Buffer) => {
-      if (kept < max) {
-        const part = chunk.subarray(0, max - kept)
-        chunks.push(part)
-        kept += part.length
-        dropped += chunk.length - part.length
-      } else {
-        dropped += chunk.length
-      }
-    })
-    const done = () => resolve(Buffer.concat(chunks).toString('utf8') + (dropped ? `\n[${dropped} more bytes of stderr dropped]` : ''))
-    stderr.once('end', done)
-    stderr.once('error', done)
-    stderr.once('close', done)
-  })
 }

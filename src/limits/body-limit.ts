@@ -1,70 +1,155 @@
-// Prepares a request body for a script's stdin: a declared Content-Length is checked against the cap and
-// streamed as is; a chunked body is spooled to a private temp file (capped, never held in memory) so the
-// script still gets CONTENT_LENGTH (RFC 3875 §4.1.2) and can read exactly that many bytes or to EOF.
-import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+// Request bodies before a script or an upload gets them: a declared Content-Length is checked against the cap and
+// streamed as is; a chunked body is spooled to a private file (capped, never held in memory) so the script still gets
+// CONTENT_LENGTH (RFC 3875 §4.1.2). Spools live in cgibox's own directory, count against one global cap
+// (maxSpoolBytes: 503 past it), and are deleted the moment the client stalls (bodyIdleTimeoutMs: 408) or leaves.
+import {randomBytes} from 'node:crypto'
+import {createReadStream, createWriteStream, rmSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import type {IncomingMessage} from 'node:http'
-import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Transform, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {BadRequestError, PayloadTooLargeError} from '../errors.js'
+import {BadRequestError, PayloadTooLargeError, RequestTimeoutError, ServiceUnavailableError} from '../errors.js'
 
 export interface RequestBody {
   /** CONTENT_LENGTH, or null when the request has no body. */
   readonly length: number | null
   /** Opens the body for reading (call once). */
   open(): Readable
-  /** Removes any spool file. */
+  /** Removes any spool file and returns its bytes to the global budget. */
   dispose(): Promise<void>
+}
+
+export interface SpoolOptions {
+  /** A private directory (0700) of cgibox's own for the spool files. */
+  readonly dir: string
+  /** Bytes all spools and uploads in progress may hold at once. */
+  readonly maxSpoolBytes: number
+  /** A body that sends nothing for this long is dropped with 408. */
+  readonly bodyIdleTimeoutMs: number
+}
+
+export interface BodySpooler {
+  /** The body ready for a script, or throws 413 (too large), 400 (bad length), 408 (stalled), 503 (spool full). */
+  prepare(req: IncomingMessage, maxBodyBytes: number): Promise<RequestBody>
+  /**
+   * Counts body bytes against the global budget and the idle timeout: a Transform for uploads. It errors with 503 past
+   * the budget and 408 when the client stalls; `release()` returns its bytes (call when the upload is over).
+   */
+  meter(req: IncomingMessage, maxBytes: number): {readonly stream: Transform; release(): void}
+  /** Bytes held by spools and uploads right now. */
+  readonly heldBytes: number
 }
 
 const EMPTY: RequestBody = {length: null, open: () => {
   throw new Error('no body')
 }, dispose: async () => {}}
+/** Seconds a client is told to wait when the spool budget is used up. */
+const RETRY_AFTER_SECONDS = 5
 
-// Returns the request body ready for a script, or throws 413 (too large) / 400 (bad Content-Length).
-export async function prepareRequestBody(req: IncomingMessage, maxBodyBytes: number): Promise<RequestBody> {
-  const declared = req.headers['content-length']
-  const chunked = req.headers['transfer-encoding'] !== undefined
-  if (!chunked && declared === undefined) return EMPTY
-  if (!chunked) {
-    if (!/^\d+$/.test(declared!)) throw new BadRequestError(`body: bad Content-Length ${JSON.stringify(declared)}`)
-    const length = Number(declared)
-    if (length > maxBodyBytes) throw new PayloadTooLargeError(`body: Content-Length ${length} bytes, the limit is ${maxBodyBytes} bytes`)
-    return {length, open: () => req, dispose: async () => {}}
-  }
-  return spoolBody(req, maxBodyBytes)
-}
+// Creates the spooler over one directory and one budget.
+export function createBodySpooler(options: SpoolOptions): BodySpooler {
+  let heldBytes = 0
+  let next = 1
 
-async function spoolBody(req: IncomingMessage, maxBodyBytes: number): Promise<RequestBody> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'cgibox-body-'))
-  const file = path.join(dir, 'body')
-  let length = 0
-  const cap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      length += chunk.length
-      if (length > maxBodyBytes) {
-        callback(new PayloadTooLargeError(`body: chunked body over ${maxBodyBytes} bytes, the limit is ${maxBodyBytes} bytes`))
-        return
-      }
-      callback(null, chunk)
-    },
-  })
-  try {
-    // req is piped, not put in a pipeline: an error must not destroy the socket before the 413 goes out.
-    const written = pipeline(cap, createWriteStream(file, {mode: 0o600}))
-    req.pipe(cap)
-    req.once('aborted', () => cap.destroy(new BadRequestError('body: client aborted the upload')))
-    await written
-  } catch (error) {
-    req.unpipe(cap)
-    await rm(dir, {recursive: true, force: true})
-    throw error
+  function meter(req: IncomingMessage, maxBytes: number) {
+    let counted = 0
+    let held = 0
+    let released = false
+    let idleTimer: NodeJS.Timeout | undefined
+    const stream: Transform = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        armIdle()
+        counted += chunk.length
+        if (counted > maxBytes) {
+          callback(new PayloadTooLargeError(`body: over ${maxBytes} bytes, the limit is ${maxBytes} bytes`))
+          return
+        }
+        if (heldBytes + chunk.length > options.maxSpoolBytes) {
+          callback(new ServiceUnavailableError(RETRY_AFTER_SECONDS,
+            `body: the spool budget of ${options.maxSpoolBytes} bytes (maxSpoolBytes) is used up`))
+          return
+        }
+        if (!released) {
+          heldBytes += chunk.length
+          held += chunk.length
+        }
+        callback(null, chunk)
+      },
+      flush(callback) {
+        clearTimeout(idleTimer)
+        callback()
+      },
+    })
+    const armIdle = () => {
+      clearTimeout(idleTimer)
+      idleTimer = setTimeout(() => stream.destroy(new RequestTimeoutError(
+        `body: nothing received for ${options.bodyIdleTimeoutMs} ms (bodyIdleTimeoutMs)`)), options.bodyIdleTimeoutMs)
+      idleTimer.unref()
+    }
+    armIdle()
+    stream.once('close', () => clearTimeout(idleTimer))
+    // A client that goes away mid-body: the stream fails at once, so its bytes are freed now, not at some timeout.
+    req.once('aborted', () => stream.destroy(new BadRequestError('body: the client went away mid-body')))
+    req.once('close', () => {
+      if (!req.complete) stream.destroy(new BadRequestError('body: the client went away mid-body'))
+    })
+    return {
+      stream,
+      release() {
+        if (released) return
+        released = true
+        clearTimeout(idleTimer)
+        heldBytes -= held
+        held = 0
+      },
+    }
   }
+
   return {
-    length,
-    open: () => createReadStream(file),
-    dispose: () => rm(dir, {recursive: true, force: true}),
+    get heldBytes() { return heldBytes },
+    meter,
+    async prepare(req, maxBodyBytes) {
+      const declared = req.headers['content-length']
+      const chunked = req.headers['transfer-encoding'] !== undefined
+      if (!chunked && declared === undefined) return EMPTY
+      if (!chunked) {
+        if (!/^\d+$/.test(declared!)) throw new BadRequestError(`body: bad Content-Length ${JSON.stringify(declared)}`)
+        const length = Number(declared)
+        if (length > maxBodyBytes) throw new PayloadTooLargeError(`body: Content-Length ${length} bytes, the limit is ${maxBodyBytes} bytes`)
+        return {length, open: () => req, dispose: async () => {}}
+      }
+      const file = path.join(options.dir, `body-${process.pid}-${next++}-${randomBytes(6).toString('hex')}`)
+      const metered = meter(req, maxBodyBytes)
+      let length = 0
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          length += chunk.length
+          callback(null, chunk)
+        },
+      })
+      try {
+        // req is piped, not put in a pipeline: an error must not destroy the socket before the 413 goes out.
+        const written = pipeline(metered.stream, counter, createWriteStream(file, {mode: 0o600, flags: 'wx'}))
+        req.pipe(metered.stream)
+        await written
+      } catch (error) {
+        req.unpipe(metered.stream)
+        rmSync(file, {force: true}) // at once: a stalled or vanished client holds nothing
+        metered.release()
+        throw error
+      }
+      let disposed = false
+      return {
+        length,
+        open: () => createReadStream(file),
+        async dispose() {
+          if (disposed) return
+          disposed = true
+          await rm(file, {force: true})
+          metered.release()
+        },
+      }
+    },
   }
 }

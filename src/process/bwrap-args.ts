@@ -41,6 +41,8 @@ export interface BwrapUsers {
   readonly count: number
   /** Group of a uid: the same number for pool uids. */
   readonly gidOf: (uid: number) => number
+  /** Fixed users some locations run as (listed under their own names). */
+  readonly extra: readonly {readonly name: string; readonly uid: number; readonly gid: number}[]
 }
 
 export interface BwrapRun {
@@ -50,8 +52,8 @@ export interface BwrapRun {
   readonly tmpBytes: number
   /** Directories and files bound read-only at their host paths (script dir, document root, interpreter). */
   readonly readOnlyPaths: readonly string[]
-  /** Unshare the network per run; false when the caller enters a shared, empty network namespace instead. */
-  readonly unshareNet: boolean
+  /** Directories bound read-write at their host paths (a location's writePaths). */
+  readonly writablePaths: readonly string[]
   readonly argv: readonly string[]
 }
 
@@ -59,7 +61,7 @@ export interface BwrapRun {
 // and be readable by the run uids) and lists the binds every run shares.
 export function createBwrapView(filesDir: string, users: BwrapUsers): BwrapView {
   const args: string[] = [
-    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net',
     '--disable-userns', // no nested user namespaces: `unshare -U` inside fails
     '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--hostname', 'cgibox',
   ]
@@ -87,7 +89,6 @@ export function createBwrapView(filesDir: string, users: BwrapUsers): BwrapView 
 // The whole bwrap argument list of one run, ending in `-- argv`.
 export function buildBwrapArgs(view: BwrapView, run: BwrapRun): string[] {
   const args = [...view.staticArgs]
-  if (run.unshareNet) args.push('--unshare-net')
   if (!view.passwdListsAll) {
     args.push('--ro-bind', passwdFile(view.filesDir, run.uid, run.gid), '/etc/passwd')
     args.push('--ro-bind', groupFile(view.filesDir, run.gid), '/etc/group')
@@ -95,8 +96,8 @@ export function buildBwrapArgs(view: BwrapView, run: BwrapRun): string[] {
   // /tmp first: the run's own paths may live under the host's /tmp and are bound on top of it.
   if (run.tmpBytes >= MIN_TMPFS_BYTES) args.push('--perms', '1777', '--size', String(run.tmpBytes), '--tmpfs', '/tmp')
   else args.push('--tmpfs', '/tmp', '--remount-ro', '/tmp')
-  for (const bound of pathsToBind(view.visibleRoots, [run.cwd, ...run.readOnlyPaths, ...programPaths(run.argv)])) {
-    args.push('--ro-bind', bound, bound)
+  for (const [bound, writable] of pathsToBind(view.visibleRoots, [run.cwd, ...run.readOnlyPaths, ...programPaths(run.argv)], run.writablePaths)) {
+    args.push(writable ? '--bind' : '--ro-bind', bound, bound)
   }
   args.push('--remount-ro', '/', '--chdir', run.cwd, '--', ...run.argv)
   return args
@@ -121,6 +122,10 @@ function createPrivateEtc(filesDir: string, users: BwrapUsers | null): string {
     for (let uid = users.firstUid; uid < users.firstUid + users.count; uid++) {
       passwd.push(passwdLine(uid, users.gidOf(uid)))
       group.push(`cgibox:x:${users.gidOf(uid)}:`)
+    }
+    for (const user of users.extra) {
+      passwd.push(`${user.name}:x:${user.uid}:${user.gid}:${user.name}:/nonexistent:/usr/sbin/nologin`)
+      group.push(`${user.name}:x:${user.gid}:`)
     }
   }
   passwd.push('nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin')
@@ -168,14 +173,23 @@ function passwdLine(uid: number, gid: number): string {
   return `cgibox:x:${uid}:${gid}:cgibox script:/tmp:/usr/sbin/nologin`
 }
 
-// The run's paths that are not visible yet, outermost first and without the ones inside another.
-function pathsToBind(visibleRoots: readonly string[], wanted: readonly string[]): string[] {
-  const sorted = [...new Set(wanted.map((entry) => path.resolve(entry)))].sort((a, b) => a.length - b.length)
-  const chosen: string[] = []
+// The run's paths that need a bind, outermost first (a bind inside another is mounted on top of it): read-only ones
+// not visible yet and not inside another read-only one; writable ones always, each once, winning over read-only.
+function pathsToBind(visibleRoots: readonly string[], readOnly: readonly string[], writable: readonly string[]): [string, boolean][] {
+  const writableSet = new Set(writable.map((entry) => path.resolve(entry)))
+  const all = new Set([...readOnly.map((entry) => path.resolve(entry)), ...writableSet])
+  const sorted = [...all].sort((a, b) => a.length - b.length)
+  const chosen: [string, boolean][] = []
   for (const entry of sorted) {
     if (entry === '/') throw new Error('sandbox: refusing to bind / into the sandbox')
-    if (visibleRoots.some((root) => isInside(entry, root)) || chosen.some((root) => isInside(entry, root))) continue
-    chosen.push(entry)
+    const isWritable = writableSet.has(entry)
+    if (!isWritable) {
+      if (visibleRoots.some((root) => isInside(entry, root))) continue
+      // Inside a read-only bind already; inside a writable one it still gets its own read-only bind on top.
+      const parent = [...chosen].reverse().find(([root]) => isInside(entry, root))
+      if (parent !== undefined && !parent[1]) continue
+    }
+    chosen.push([entry, isWritable])
   }
   return chosen
 }

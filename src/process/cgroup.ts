@@ -5,10 +5,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {instanceName, isDeadInstance, killUntilEmpty, readPidList} from './kill-tree.js'
+import type {ResourceLimit} from './run-plan.js'
 
 export type CgroupController = 'pids' | 'memory'
-/** A limit the kernel enforced on a run, as far as cgibox can tell afterwards. */
-export type ResourceLimit = 'memory' | 'processes' | 'cpu' | 'file-size'
 
 /** Directories of one cgibox instance are named cgibox-<pid namespace>-<server pid>-<random hex>. */
 const INSTANCE_PREFIX = 'cgibox'
@@ -19,8 +18,11 @@ const REMOVE_RETRY_MS = 5
 export interface CgroupManager {
   /** Controllers this instance can use (an empty list means no cgroups at all). */
   readonly controllers: readonly CgroupController[]
-  /** A new, empty cgroup per controller that has a limit here (at least one); `owner` may then join it itself. */
-  createRun(limits: RunCgroupLimits, owner: number | null): RunCgroup
+  /**
+   * A new, empty cgroup per controller that has a limit here (at least one). Only cgibox's launcher (as root) can
+   * move a process in: cgroup.procs is never handed to a script's uid, so no run can join another run's cgroup.
+   */
+  createRun(limits: RunCgroupLimits): RunCgroup
   /** Removes the instance directories (every run must be removed first). */
   close(): Promise<void>
 }
@@ -77,7 +79,7 @@ export async function createCgroupManager(wanted: readonly CgroupController[] = 
   let nextRun = 1
   return {
     controllers: hierarchies.map((hierarchy) => hierarchy.controller),
-    createRun(limits, owner) {
+    createRun(limits) {
       const dirs: {controller: CgroupController; dir: string}[] = []
       const name = `run-${nextRun++}`
       const limitOf = (controller: CgroupController) => controller === 'pids' ? limits.maxProcesses : limits.memoryBytes
@@ -89,8 +91,6 @@ export async function createCgroupManager(wanted: readonly CgroupController[] = 
           fs.mkdirSync(dir)
           dirs.push({controller: hierarchy.controller, dir})
           writeLimit(dir, hierarchy.controller, limitOf(hierarchy.controller))
-          // cgroup v1 lets a process move itself into a cgroup whose cgroup.procs it may write (same uid).
-          if (owner !== null) fs.chownSync(path.join(dir, 'cgroup.procs'), owner, owner)
         }
       } catch (error) {
         for (const {dir} of dirs) removeEmptyDir(dir)

@@ -1,8 +1,8 @@
-// The rlimits of a run (setrlimit through dash's ulimit builtin, or a spawner) and what an exit status says about
+// The rlimits of a run (set by the launcher between fork and exec) and what an exit status says about
 // them. Per process, not per run: a run of many processes gets cpuSeconds each (only the wall deadline is total).
 import os from 'node:os'
 import type {Limits} from '../config.js'
-import type {ResourceLimit} from './cgroup.js'
+import type {ResourceLimit} from './run-plan.js'
 
 export type RlimitName = 'cpu' | 'fsize' | 'nofile' | 'core' | 'data' | 'nproc'
 /** An rlimit in the kernel's units (seconds, bytes, count). */
@@ -33,22 +33,6 @@ export function runRlimits(limits: Limits, use: {memory: boolean; processes: boo
   if (use.memory) rlimits.data = same(limits.memoryBytes)
   if (use.processes) rlimits.nproc = same(limits.maxProcesses + use.extraProcesses)
   return rlimits
-}
-
-// The rlimits as ulimit builtins of dash: one limit per call, -f in 512-byte blocks, -d in KiB; soft before hard.
-export function ulimitCommands(rlimits: Rlimits): string[] {
-  const flags: Record<RlimitName, [flag: string, unit: number]> = {
-    cpu: ['-t', 1], fsize: ['-f', 512], nofile: ['-n', 1], core: ['-c', 512], data: ['-d', 1024], nproc: ['-p', 1],
-  }
-  const commands: string[] = []
-  for (const [name, limit] of Object.entries(rlimits) as [RlimitName, Rlimit][]) {
-    const [flag, unit] = flags[name]
-    const soft = Math.floor(limit.soft / unit)
-    const hard = Math.floor(limit.hard / unit)
-    if (soft === hard) commands.push(`ulimit ${flag} ${soft}`)
-    else commands.push(`ulimit -S ${flag} ${soft}`, `ulimit -H ${flag} ${hard}`)
-  }
-  return commands
 }
 
 // The rlimit behind an exit status: SIGXCPU / SIGXFSZ, or (`codesAreSignals`: bwrap) exit code 128 + those.

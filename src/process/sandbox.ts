@@ -1,233 +1,267 @@
-// The sandbox of script runs, set up once at startup: probes what works on this machine (bubblewrap, writable
-// cgroups, root), picks the level, and hands spawnScript a prepared run (argv, identity, kill, cleanup) per run.
-// Levels (DESIGN.md): none (process group + cgroup kill), rlimit (+ rlimits, pool uid, pids/memory cgroup,
-// no-new-privs), bwrap (+ namespaces, no network, read-only view). It never decides when to kill a run.
+// The sandbox of script runs, set up once at startup: finds what works on this machine (bubblewrap, writable cgroups,
+// root), proves every level the config uses with a real run of /bin/true through the launcher, and plans each run at
+// its location's level and identity (plan-run.ts). Levels (README "Security model"): none (process group + tracking
+// cgroup), rlimit (+ rlimits, a uid per run, pids/memory cgroup, no-new-privs, private TMPDIR), bwrap (+ namespaces,
+// no network, read-only view). It never decides when to kill a run (run.ts does).
 import fs from 'node:fs'
-import type {Config, Limits, Mount, SandboxLevel} from '../config.js'
+import type {Config, Limits, Location, SandboxLevel} from '../config.js'
 import {createBwrapView, type BwrapUsers} from './bwrap-args.js'
-import {createCgroupManager, type CgroupManager, type ResourceLimit} from './cgroup.js'
-import {signalGroup, signalProcess} from './kill-tree.js'
-import {prepareRun, type Identity, type Runner} from './prepare-run.js'
-import {createFilesDir, ensureSharedNetns, findTools, probeRun, type Tools} from './probe.js'
-import type {Rlimits} from './rlimits.js'
+import {createCgroupManager, type CgroupManager} from './cgroup.js'
+import type {Launcher} from './launcher.js'
+import {planRun, type Identity, type LevelRunner} from './plan-run.js'
+import type {PlannedRun} from './run-plan.js'
+import type {RuntimeDir} from './runtime-dir.js'
+import {createTempDirs} from './temp-files.js'
 import {createUidPool, lookupUser, validateUidPoolIsUnused} from './uid-pool.js'
 
-export type {ResourceLimit} from './cgroup.js'
-export type {Rlimit, RlimitName, Rlimits} from './rlimits.js'
-export {SHARED_NETNS_FILE} from './probe.js'
-
-/** Strength order of the levels: a mount requiring `rlimit` is satisfied by `bwrap`. */
+/** Strength order of the levels: a location requiring `rlimit` is satisfied by `bwrap`. */
 export const SANDBOX_STRENGTH: Readonly<Record<SandboxLevel, number>> = {none: 0, rlimit: 1, bwrap: 2}
-/** Working directory of the probe run: visible in every level without a bind. */
+/** Working directory of the probe runs: visible in every level without a bind. */
 const PROBE_CWD = '/usr'
+const PROBE_TIMEOUT_MS = 10_000
+/** Where the tools are looked up; never the PATH cgibox was started with. */
+const TOOL_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin']
 
 export interface SandboxOptions {
   /** Use cgroups when they are writable. Default: `true`. */
   readonly cgroups?: boolean
-  /**
-   * Network isolation of bwrap runs: `per-run` lets bwrap create an empty network namespace per run; `shared`
-   * enters one pre-created, empty namespace with `lo` down (root only) through nsenter. Measured here both cost
-   * the same (~7 ms per bwrap run, ~220 runs/s with 4 at a time, sustained over 3000 runs), and a shared namespace
-   * lets concurrent runs talk over abstract unix sockets, so per-run is the default. Default: `per-run`.
-   */
-  readonly network?: 'shared' | 'per-run'
   /** The bubblewrap executable. Default: `bwrap` from /usr/bin, /bin, /usr/sbin or /sbin. */
   readonly bwrapPath?: string
 }
 
-// What a run asks of the sandbox; spawnScript fills it from its SpawnSpec.
-export interface SandboxRunSpec {
+// What a run asks of the sandbox.
+export interface SandboxRequest {
   readonly argv: readonly string[]
+  readonly env: Readonly<Record<string, string>>
   readonly cwd: string
   readonly limits: Limits
-  /** Directories and files the run may read, bound at their host paths (bwrap); cwd is always included. */
-  readonly readOnlyPaths: readonly string[]
-}
-
-// One run, wrapped: what to spawn and as whom, and how to end it.
-export interface PreparedRun {
-  readonly command: string
-  readonly args: readonly string[]
-  /** Identity the spawned process starts with (libuv setgroups(0) + setgid + setuid); undefined = the server's. */
-  readonly uid: number | undefined
-  readonly gid: number | undefined
-  /** SIGTERM first and SIGKILL after the grace (trusted levels); false = SIGKILL at once (bwrap). */
-  readonly gracefulKill: boolean
-  /**
-   * The same run as steps for a spawner that forks itself (no sh): join `cgroupProcsFiles`, set `rlimits`,
-   * setgroups(0) + setgid + setuid when set, then exec `argv` (setpriv | nsenter | bwrap … script) with the run's
-   * stdout on `stdoutFd` (3: fd 1 is then /dev/null). command/args above are exactly these steps done by `sh -c`.
-   */
-  readonly steps: {
-    readonly cgroupProcsFiles: readonly string[]
-    readonly rlimits: Rlimits
-    readonly uid: number | undefined
-    readonly gid: number | undefined
-    readonly argv: readonly string[]
-    /** 3 for bwrap, whose own processes would keep fd 1 open after the script closed its stdout; else 1. */
-    readonly stdoutFd: 1 | 3
-  }
-  /**
-   * SIGKILLs the whole run now: the direct child `pid`, its process group, and every member of the run's cgroup
-   * (or processes of its pool uid). bwrap with a cgroup: the namespace is killed first and the outer bwrap, which
-   * then reaps the namespace's init and exits, only if it has not after BWRAP_MONITOR_EXIT_MS, so no orphan is
-   * left for PID 1 to reap (Node as PID 1 of a container never would). `atExit`: everything at once, no timers.
-   */
-  killAll(pid: number | undefined, atExit?: boolean): void
-  /** After the direct child was reaped: kills what is left, reads which limit was hit, removes the cgroup, frees the uid. */
-  finish(exit: {code: number | null; signal: NodeJS.Signals | null}): Promise<ResourceLimit | null>
+  /** The location the request falls under, or null for the server's defaults. */
+  readonly location: Location | null
+  /** Paths every run may read besides its cwd (the document root). */
+  readonly readPaths: readonly string[]
 }
 
 export interface Sandbox {
+  /** The level of runs outside any location with a level of its own (`auto` resolved). */
   readonly level: SandboxLevel
-  /** Why bwrap is not used (null when it is, or when it was not considered because the level is `none`/`rlimit`). */
+  /** Why bwrap is not used by default (null when it is, or when it was not considered). */
   readonly bwrapUnavailableReason: string | null
-  /** One line for the startup message: the level and what it enforces here. */
-  describe(): string
-  prepareRun(spec: SandboxRunSpec): PreparedRun
-  /** Removes this instance's cgroups and files; runs must have finished. */
+  /** The level a location's runs get. */
+  levelOf(location: Location | null): SandboxLevel
+  /** One line for the startup message: a level and what it enforces here. */
+  describe(level?: SandboxLevel): string
+  /** Plans one run: its argv wrapped for its level, its identity, cgroup and temp directory. */
+  plan(request: SandboxRequest): PlannedRun
+  /** Removes this instance's cgroups and files; runs must have ended. */
   close(): Promise<void>
 }
 
-// Probes this machine and returns the sandbox for config.sandbox; throws when a requested level cannot work.
-export async function createSandbox(config: Config, options: SandboxOptions = {}): Promise<Sandbox> {
+interface Dependencies {
+  readonly launcher: Launcher
+  readonly runtime: RuntimeDir
+}
+
+// Probes this machine and returns the sandbox for the config; throws when a level the config needs cannot work here.
+export async function createSandbox(config: Config, deps: Dependencies, options: SandboxOptions = {}): Promise<Sandbox> {
   const root = process.getuid?.() === 0
-  const tools = findTools(options.bwrapPath)
-  // Root never runs scripts as root: a pool uid per run (rlimit, bwrap) or config.user (none, trusted scripts).
-  const identity: Identity = !root ? {kind: 'server'} : config.sandbox === 'none' ? createUserIdentity(config) : createIdentity(config)
+  const sh = findTool('sh')
+  if (sh === null) throw new Error('sandbox: /bin/sh not found')
+  const bwrapPath = options.bwrapPath === undefined ? findTool('bwrap') : isExecutable(options.bwrapPath) ? options.bwrapPath : null
+  const identities = createIdentities(config, root)
   const cgroups = options.cgroups === false ? null : await createCgroupManager()
   const usableCgroups = cgroups !== null && cgroups.controllers.length > 0 ? cgroups : null
-  const closers: (() => Promise<void> | void)[] = [async () => { await cgroups?.close() }]
+  const temp = createTempDirs(deps.runtime.tempRoot)
   try {
+    const wanted = new Set<SandboxLevel>(config.locations.flatMap((location) => location.sandbox === null ? [] : [location.sandbox]))
+    if (config.sandbox !== 'auto') wanted.add(config.sandbox)
+    const runners = new Map<SandboxLevel, LevelRunner>()
     let bwrapUnavailableReason: string | null = null
-    if (config.sandbox === 'bwrap' || config.sandbox === 'auto') {
-      const attempt = await tryBwrap(config, options, {tools, identity, cgroups: usableCgroups, root})
-      if (attempt.runner !== null) {
-        closers.push(attempt.close)
-        return finishSandbox(attempt.runner, null, closers)
+    if (config.sandbox === 'auto' || wanted.has('bwrap')) {
+      const attempt = await tryBwrap(bwrapPath, {sh, cgroups: usableCgroups, temp, deps, identities, config, bwrapOption: options.bwrapPath})
+      if (attempt.runner !== null) runners.set('bwrap', attempt.runner)
+      else {
+        bwrapUnavailableReason = attempt.reason
+        if (wanted.has('bwrap')) {
+          const who = config.sandbox === 'bwrap' ? 'bwrap was requested' : `location ${locationNeeding(config, 'bwrap')} asks for bwrap`
+          throw new Error(`sandbox: ${who} but it cannot run here: ${attempt.reason}`)
+        }
       }
-      bwrapUnavailableReason = attempt.reason
-      if (config.sandbox === 'bwrap') throw new Error(`sandbox: bwrap was requested but cannot run here: ${attempt.reason}`)
     }
-    const level: SandboxLevel = config.sandbox === 'none' ? 'none' : 'rlimit'
-    const runner: Runner = {level, tools, identity, cgroups: usableCgroups, bwrap: null}
-    const failure = await probeRun((argv, cwd) => prepareRun(runner, {argv, cwd, limits: config.limits, readOnlyPaths: []}), PROBE_CWD)
-    if (failure !== null) throw new Error(`sandbox: the ${level} level cannot run /bin/true here: ${failure}`)
-    return finishSandbox(runner, bwrapUnavailableReason, closers)
+    const level: SandboxLevel = config.sandbox === 'auto' ? (runners.has('bwrap') ? 'bwrap' : 'rlimit') : config.sandbox
+    wanted.add(level)
+    for (const candidate of ['none', 'rlimit'] as const) {
+      if (!wanted.has(candidate)) continue
+      const runner: LevelRunner = {level: candidate, sh, bwrap: null, cgroups: usableCgroups, temp}
+      const failure = await probeRun(deps.launcher, runner, identities.forLevel(candidate, null))
+      if (failure !== null) throw new Error(`sandbox: the ${candidate} level cannot run /bin/true here: ${failure}`)
+      runners.set(candidate, runner)
+    }
+    const levelOf = (location: Location | null): SandboxLevel => location?.sandbox ?? level
+    validateRequirements(config, levelOf, bwrapUnavailableReason, root)
+    let closed = false
+    return {
+      level,
+      bwrapUnavailableReason,
+      levelOf,
+      describe: (which = level) => describeLevel(runners.get(which)!, identities.forLevel(which, null), root, which === level ? bwrapUnavailableReason : null),
+      plan(request) {
+        const runLevel = levelOf(request.location)
+        const runner = runners.get(runLevel)!
+        return planRun(runner, {
+          argv: request.argv, env: request.env, cwd: request.cwd, limits: request.limits,
+          identity: identities.forLevel(runLevel, request.location?.user ?? null),
+          readPaths: [...request.readPaths, ...request.location?.readPaths ?? []],
+          writePaths: request.location?.writePaths ?? [],
+        })
+      },
+      async close() {
+        if (closed) return
+        closed = true
+        await cgroups?.close()
+      },
+    }
   } catch (error) {
-    for (const close of closers) await close()
+    await cgroups?.close()
     throw error
   }
 }
 
-// The behaviour without a sandbox object: own process group, the server's identity, no cgroup, no limits.
-// Used by spawnScript when SpawnSpec.sandbox is omitted; createSandbox(config) with `none` is the real level.
-export const PROCESS_GROUP_ONLY: Sandbox = {
-  level: 'none',
-  bwrapUnavailableReason: null,
-  describe: () => 'sandbox: none (process group only; no cgroup, no limits)',
-  prepareRun: (spec) => ({
-    command: spec.argv[0]!,
-    args: spec.argv.slice(1),
-    uid: undefined,
-    gid: undefined,
-    gracefulKill: true,
-    steps: {cgroupProcsFiles: [], rlimits: {}, uid: undefined, gid: undefined, argv: spec.argv, stdoutFd: 1},
-    killAll(pid) {
-      signalProcess(pid, 'SIGKILL')
-      signalGroup(pid, 'SIGKILL')
-    },
-    finish: async () => null,
-  }),
-  async close() {},
-}
-
-// Throws when a mount requires a stronger level than the active one, so cgibox refuses to start (DESIGN.md).
-export function validateSandboxRequirements(sandbox: Sandbox, mounts: readonly Mount[]): void {
-  for (const mount of mounts) {
-    if (mount.requireSandbox === null || SANDBOX_STRENGTH[sandbox.level] >= SANDBOX_STRENGTH[mount.requireSandbox]) continue
-    const why = sandbox.bwrapUnavailableReason === null ? '' : ` (bwrap is unavailable: ${sandbox.bwrapUnavailableReason})`
-    throw new Error(`sandbox: mount ${mount.prefix} requires sandbox level ${mount.requireSandbox}, ` +
-      `but the active level is ${sandbox.level}${why}`)
+// Who runs a script at each level: root never runs scripts as root. A location's `user` wins; else a uid of the
+// run's own from the pool (rlimit, bwrap) or config.user (none, trusted scripts). Not root: the server's own uid.
+function createIdentities(config: Config, root: boolean) {
+  const users = new Map<string, Identity>()
+  const userIdentity = (name: string, where: string): Identity => {
+    const known = users.get(name)
+    if (known) return known
+    const user = lookupUser(name)
+    if (user === null) throw new Error(`sandbox: user "${name}" (option \`${where}\`) does not exist`)
+    if (user.uid === 0) throw new Error(`sandbox: scripts must not run as root; set the \`${where}\` option to an unprivileged user`)
+    const identity: Identity = {kind: 'user', name, uid: user.uid, gid: user.gid}
+    users.set(name, identity)
+    return identity
   }
-}
-
-function finishSandbox(runner: Runner, bwrapUnavailableReason: string | null, closers: (() => Promise<void> | void)[]): Sandbox {
+  for (const location of config.locations) {
+    if (location.user === null) continue
+    if (!root) throw new Error(`sandbox: \`${location.option}.user\` needs cgibox to run as root (scripts run as its own uid otherwise)`)
+    userIdentity(location.user, `${location.option}.user`)
+  }
+  let pool: Identity | null = null
+  if (root && config.uidPoolSize > 0) {
+    validateUidPoolIsUnused(config.uidPoolStart, config.uidPoolSize)
+    pool = {kind: 'pool', pool: createUidPool(config.uidPoolStart, config.uidPoolSize)}
+  }
+  const server: Identity = {kind: 'server'}
   return {
-    level: runner.level,
-    bwrapUnavailableReason,
-    describe: () => describeRunner(runner, bwrapUnavailableReason),
-    prepareRun: (spec) => prepareRun(runner, spec),
-    async close() {
-      for (const close of closers.reverse()) await close()
-      closers.length = 0
+    pool,
+    fixedUsers: () => [...users.values()],
+    forLevel(level: SandboxLevel, user: string | null): Identity {
+      if (!root) return server
+      if (user !== null) return userIdentity(user, 'user')
+      if (level !== 'none' && pool !== null) return pool
+      return userIdentity(config.user, 'user')
     },
   }
 }
 
-// Builds the bwrap runner (view, optional shared netns) and proves it with a real run of /bin/true.
-async function tryBwrap(config: Config, options: SandboxOptions,
-  base: {tools: Tools; identity: Identity; cgroups: CgroupManager | null; root: boolean},
-): Promise<{runner: Runner; close: () => void; reason: null} | {runner: null; close: null; reason: string}> {
-  if (base.tools.bwrap === null) {
-    return {runner: null, close: null, reason: `bwrap is not installed${options.bwrapPath ? ` at ${options.bwrapPath}` : ''} (Debian: apt install bubblewrap)`}
-  }
-  const filesDir = createFilesDir(base.root)
-  const close = () => fs.rmSync(filesDir, {recursive: true, force: true})
-  try {
-    const view = createBwrapView(filesDir, bwrapUsers(base.identity))
-    const wantShared = options.network === 'shared'
-    let sharedNetns: string | null = null
-    if (wantShared && base.root && base.tools.nsenter !== null && base.tools.unshare !== null && base.identity.kind !== 'server') {
-      sharedNetns = await ensureSharedNetns(base.tools)
+type Identities = ReturnType<typeof createIdentities>
+
+// Throws when a location requires a stronger level than it gets, so cgibox refuses to start (README).
+function validateRequirements(config: Config, levelOf: (location: Location | null) => SandboxLevel,
+  bwrapUnavailableReason: string | null, root: boolean): void {
+  for (const location of config.locations) {
+    const level = levelOf(location)
+    if (location.requireSandbox === null) continue
+    if (SANDBOX_STRENGTH[level] < SANDBOX_STRENGTH[location.requireSandbox]) {
+      const why = bwrapUnavailableReason === null ? '' : ` (bwrap is unavailable: ${bwrapUnavailableReason})`
+      throw new Error(`sandbox: location ${location.prefix} requires sandbox level ${location.requireSandbox}, ` +
+        `but its level is ${level}${why}`)
     }
-    const runner: Runner = {level: 'bwrap', tools: base.tools, identity: base.identity, cgroups: base.cgroups, bwrap: {view, sharedNetns}}
-    const failure = await probeRun((argv, cwd) => prepareRun(runner, {argv, cwd, limits: config.limits, readOnlyPaths: []}), PROBE_CWD)
-    if (failure === null) return {runner, close, reason: null}
-    close()
-    return {runner: null, close: null, reason: failure}
+    // Without root every run shares cgibox's uid: rlimit isolates nothing from cgibox itself.
+    if (!root && location.requireSandbox === 'rlimit' && level === 'rlimit') {
+      throw new Error(`sandbox: location ${location.prefix} requires isolation (requireSandbox rlimit), but cgibox ` +
+        `is not root, so its scripts would run as cgibox's own uid; run cgibox as root or use bwrap`)
+    }
+  }
+}
+
+function locationNeeding(config: Config, level: SandboxLevel): string {
+  return config.locations.find((location) => location.sandbox === level)?.prefix ?? '?'
+}
+
+// Builds the bwrap runner and proves it with a real run of /bin/true.
+async function tryBwrap(bwrapPath: string | null, base: {
+  sh: string; cgroups: CgroupManager | null; temp: ReturnType<typeof createTempDirs>; deps: Dependencies
+  identities: Identities; config: Config; bwrapOption: string | undefined
+}): Promise<{runner: LevelRunner; reason: null} | {runner: null; reason: string}> {
+  if (bwrapPath === null) {
+    return {runner: null, reason: `bwrap is not installed${base.bwrapOption ? ` at ${base.bwrapOption}` : ''} (Debian: apt install bubblewrap)`}
+  }
+  try {
+    const view = createBwrapView(base.deps.runtime.path, bwrapUsers(base.identities))
+    const runner: LevelRunner = {level: 'bwrap', sh: base.sh, bwrap: {path: bwrapPath, view}, cgroups: base.cgroups, temp: base.temp}
+    const failure = await probeRun(base.deps.launcher, runner, base.identities.forLevel('bwrap', null))
+    return failure === null ? {runner, reason: null} : {runner: null, reason: failure}
   } catch (error) {
-    close()
-    return {runner: null, close: null, reason: (error as Error).message}
+    fs.rmSync(`${base.deps.runtime.path}/etc`, {recursive: true, force: true})
+    return {runner: null, reason: (error as Error).message}
   }
 }
 
 // The uids a bwrap run can have, for the fake /etc/passwd.
-function bwrapUsers(identity: Identity): BwrapUsers {
-  if (identity.kind === 'pool') return {firstUid: identity.pool.start, count: identity.pool.size, gidOf: (uid) => uid}
-  const uid = identity.kind === 'user' ? identity.uid : process.getuid?.() ?? 0
-  const gid = identity.kind === 'user' ? identity.gid : process.getgid?.() ?? 0
-  return {firstUid: uid, count: 1, gidOf: () => gid}
+function bwrapUsers(identities: Identities): BwrapUsers {
+  const extra = identities.fixedUsers().flatMap((identity) => identity.kind === 'user'
+    ? [{name: identity.name, uid: identity.uid, gid: identity.gid}]
+    : [])
+  const pool = identities.pool
+  if (pool?.kind === 'pool') return {firstUid: pool.pool.start, count: pool.pool.size, gidOf: (uid) => uid, extra}
+  const fallback = identities.forLevel('bwrap', null)
+  const uid = fallback.kind === 'user' ? fallback.uid : process.getuid?.() ?? 0
+  const gid = fallback.kind === 'user' ? fallback.gid : process.getgid?.() ?? 0
+  return {firstUid: uid, count: 1, gidOf: () => gid, extra}
 }
 
-// Root runs scripts as a pool uid (one per live run), or as config.user when the pool is switched off (size 0).
-function createIdentity(config: Config): Identity {
-  if (config.uidPoolSize > 0) {
-    validateUidPoolIsUnused(config.uidPoolStart, config.uidPoolSize)
-    return {kind: 'pool', pool: createUidPool(config.uidPoolStart, config.uidPoolSize)}
+// Runs /bin/true through the launcher at a level; null when it exited 0, else the first line of what went wrong.
+async function probeRun(launcher: Launcher, runner: LevelRunner, identity: Identity): Promise<string | null> {
+  let planned: PlannedRun
+  try {
+    planned = planRun({...runner, temp: null}, {
+      argv: ['/bin/true'], env: {PATH: '/usr/bin:/bin'}, cwd: PROBE_CWD, identity,
+      limits: {timeoutMs: PROBE_TIMEOUT_MS, killGraceMs: 0, maxOutputBytes: 0, maxBodyBytes: 0, maxHeaderBytes: 256,
+        cpuSeconds: 5, memoryBytes: 256 * 1024 * 1024, maxProcesses: 16, maxFileBytes: 1024 * 1024, maxOpenFiles: 64,
+        tmpBytes: 1024 * 1024, maxStderrBytes: 4096},
+      readPaths: [], writePaths: [],
+    })
+  } catch (error) {
+    return (error as Error).message
   }
-  return createUserIdentity(config)
+  const launched = launcher.launch(planned.plan)
+  launched.stdin.end()
+  let stderr = ''
+  launched.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  launched.stdout.resume()
+  launched.stdout.on('error', () => {})
+  launched.stderr.on('error', () => {})
+  const timer = setTimeout(() => {
+    launched.signal('SIGKILL')
+    planned.control.sweep()
+  }, PROBE_TIMEOUT_MS)
+  const exit = await launched.exit
+  clearTimeout(timer)
+  await planned.control.cleanup(exit)
+  if (exit.failure !== null) return `${exit.failure.stage}: ${exit.failure.message}`
+  if (exit.code === 0) return null
+  await new Promise((resolve) => setImmediate(resolve))
+  return stderr.trim().split('\n')[0] || `exit ${exit.code ?? exit.signal}`
 }
 
-// config.user, which must exist and must not be root.
-function createUserIdentity(config: Config): Identity {
-  const user = lookupUser(config.user)
-  if (user === null) throw new Error(`sandbox: user "${config.user}" (option \`user\`) does not exist`)
-  if (user.uid === 0) throw new Error('sandbox: scripts must not run as root; set the `user` option to an unprivileged user')
-  return {kind: 'user', uid: user.uid, gid: user.gid}
-}
-
-// "sandbox: <level> (<what is enforced>; …)": the startup line.
-function describeRunner(runner: Runner, bwrapUnavailableReason: string | null): string {
-  const {level, identity, cgroups, bwrap} = runner
+// "sandbox: <level> (<what is enforced>; …)": the startup line of a level.
+function describeLevel(runner: LevelRunner, identity: Identity, root: boolean, bwrapUnavailableReason: string | null): string {
+  const {level, cgroups} = runner
   const parts: string[] = []
-  if (level === 'bwrap') {
-    parts.push(bwrap?.sharedNetns ? 'no network (shared empty netns)' : 'no network (netns per run)',
-      'PID/IPC/UTS/mount namespaces', 'read-only system view, private /tmp')
-  }
+  if (level === 'bwrap') parts.push('no network (netns per run)', 'PID/IPC/UTS/mount namespaces', 'read-only system view, private /tmp')
   if (identity.kind === 'pool') parts.push(`uid per run from ${identity.pool.start}-${identity.pool.start + identity.pool.size - 1}`)
-  else if (identity.kind === 'user') parts.push(`uid ${identity.uid} shared by all runs`)
-  else parts.push(process.getuid?.() === 0 ? 'runs as root' : `runs as the server's uid ${process.getuid?.() ?? '?'}`)
+  else if (identity.kind === 'user') parts.push(`uid ${identity.uid} (${identity.name}) shared by all runs`)
+  else parts.push(`runs as cgibox's own uid ${process.getuid?.() ?? '?'}: scripts can read cgibox's environment and signal it`)
   if (cgroups !== null) parts.push(`cgroup v1 ${cgroups.controllers.join('+')}${level === 'none' ? ' (whole-run kill only)' : ''}`)
   else if (level === 'bwrap') parts.push('no cgroups (whole-run kill by the PID namespace)')
   else if (identity.kind === 'pool') parts.push('no cgroups (whole-run kill by a sweep of the run\'s uid)')
@@ -237,9 +271,23 @@ function describeRunner(runner: Runner, bwrapUnavailableReason: string | null): 
     const rlimits = ['cpu', 'fsize', 'nofile', 'core']
     if (!cgroups?.controllers.includes('memory')) rlimits.push('data')
     if (!cgroups?.controllers.includes('pids') && identity.kind === 'pool') rlimits.push('nproc')
-    parts.push(`rlimits ${rlimits.join('/')}`)
+    parts.push(`rlimits ${rlimits.join('/')}`, 'no-new-privs')
   }
-  if (level === 'rlimit' && runner.tools.setpriv !== null) parts.push('no-new-privs')
+  if (level !== 'bwrap') parts.push('private TMPDIR per run')
+  if (!root && level !== 'bwrap') parts.push('not root: no uid per run')
   if (level !== 'bwrap' && bwrapUnavailableReason !== null) parts.push(`bwrap unavailable: ${bwrapUnavailableReason}`)
   return `sandbox: ${level} (${parts.join('; ')})`
+}
+
+function findTool(name: string): string | null {
+  return TOOL_DIRS.map((dir) => `${dir}/${name}`).find(isExecutable) ?? null
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK)
+    return fs.statSync(file).isFile()
+  } catch {
+    return false
+  }
 }

@@ -10,7 +10,8 @@ const SCRIPT: ScriptRoute = {
   pathInfo: '/a b',
   scriptFilename: '/srv/cgi-bin/env.py',
   nph: false,
-  mount: null,
+  location: null,
+  isProgram: false,
   inCgiBin: true,
 }
 
@@ -29,6 +30,7 @@ const BASE: CgiEnvInput = {
   documentRoot: '/srv/htdocs',
   serverName: '127.0.0.1',
   passAuthorization: false,
+  remoteUser: null,
   extraEnv: {},
 }
 
@@ -141,19 +143,19 @@ describe('meta-variables (RFC 3875 §4.1)', () => {
       expected: {SERVER_ADDR: '10.0.0.1', SERVER_PORT: '8080'},
     },
     {
-      title: 'AUTH_TYPE is the scheme of the Authorization header',
-      input: {rawHeaders: ['Authorization', 'Basic dXNlcjpwYXNz']},
-      expected: {AUTH_TYPE: 'Basic'},
+      title: 'AUTH_TYPE is Basic and REMOTE_USER the user when a location authenticated the request (RFC 3875 §4.1.1, §4.1.11)',
+      input: {rawHeaders: ['Authorization', 'Basic dXNlcjpwYXNz'], remoteUser: 'ada'},
+      expected: {AUTH_TYPE: 'Basic', REMOTE_USER: 'ada', HTTP_AUTHORIZATION: undefined},
     },
     {
-      title: 'AUTH_TYPE is unset without an Authorization header',
-      input: {},
-      expected: {AUTH_TYPE: undefined},
-    },
-    {
-      title: 'REMOTE_USER and REMOTE_IDENT are never set: cgibox authenticates no one',
+      title: 'AUTH_TYPE and REMOTE_USER are unset when cgibox authenticated no one, Authorization header or not',
       input: {rawHeaders: ['Authorization', 'Basic dXNlcjpwYXNz'], passAuthorization: true},
-      expected: {REMOTE_USER: undefined, REMOTE_IDENT: undefined},
+      expected: {AUTH_TYPE: undefined, REMOTE_USER: undefined, REMOTE_IDENT: undefined, HTTP_AUTHORIZATION: 'Basic dXNlcjpwYXNz'},
+    },
+    {
+      title: 'Transfer-Encoding never becomes HTTP_TRANSFER_ENCODING: the script gets the body de-chunked',
+      input: {rawHeaders: ['Transfer-Encoding', 'chunked']},
+      expected: {HTTP_TRANSFER_ENCODING: undefined},
     },
     {
       title: 'REQUEST_SCHEME is http and HTTPS is unset on a plain connection',
@@ -292,11 +294,12 @@ describe('the environment as a whole', () => {
       rawHeaders: ['Host', 'example.test', 'Authorization', 'Basic eA==', 'Content-Type', 'text/plain', 'Accept', '*/*'],
       contentLength: 3,
       tls: true,
+      remoteUser: 'ada',
       extraEnv: {ZED: '1', APPLE: '2'},
     })
     expect(Object.keys(env)).toEqual([
       'AUTH_TYPE', 'CONTENT_LENGTH', 'CONTENT_TYPE', 'GATEWAY_INTERFACE', 'PATH_INFO', 'PATH_TRANSLATED',
-      'QUERY_STRING', 'REMOTE_ADDR', 'REMOTE_HOST', 'REQUEST_METHOD', 'SCRIPT_NAME', 'SERVER_NAME', 'SERVER_PORT',
+      'QUERY_STRING', 'REMOTE_ADDR', 'REMOTE_HOST', 'REMOTE_USER', 'REQUEST_METHOD', 'SCRIPT_NAME', 'SERVER_NAME', 'SERVER_PORT',
       'SERVER_PROTOCOL', 'SERVER_SOFTWARE',
       'DOCUMENT_ROOT', 'HTTPS', 'REDIRECT_STATUS', 'REMOTE_PORT', 'REQUEST_SCHEME', 'REQUEST_URI', 'SCRIPT_FILENAME',
       'SERVER_ADDR',

@@ -22,9 +22,10 @@ async function setup(raw: RawConfig = {}, options: CommandResolverOptions = {}) 
     const scriptFilename = path.join(cgiBin, name)
     await fs.writeFile(scriptFilename, content, {mode})
     await fs.chmod(scriptFilename, mode)
-    return {scriptName: `/cgi-bin/${name}`, pathInfo: '', scriptFilename, nph: false, mount: null, inCgiBin: true}
+    return {scriptName: `/cgi-bin/${name}`, pathInfo: '', scriptFilename, nph: false, location: null, isProgram: false, inCgiBin: true}
   }
-  return {dir, config, resolver, script}
+  const argvOf = async (route: ScriptRoute) => (await resolver.commandFor(route)).argv
+  return {dir, config, resolver, script, argvOf}
 }
 
 // Where the resolver should find a command: the first directory of the safe PATH holding it.
@@ -42,37 +43,37 @@ describe('commandFor', () => {
     ['hello.sh', 'sh'],
     ['hello.mjs', 'node'],
   ])('runs %s with %s from the safe PATH, the script as the only argument', async (name, command) => {
-    const {resolver, script} = await setup()
+    const {script, argvOf} = await setup()
     const route = await script(name)
-    expect(await resolver.commandFor(route)).toEqual([onSafePath(command), route.scriptFilename])
+    expect(await argvOf(route)).toEqual([onSafePath(command), route.scriptFilename])
   })
 
   test('runs .php with php-cgi and no arguments at all (no script path for argv injection)', async () => {
-    const {resolver, script} = await setup()
+    const {script, argvOf} = await setup()
     const route = await script('hello.php', '<?php echo "php ok";')
-    expect(await resolver.commandFor(route)).toEqual([onSafePath('php-cgi')])
+    expect(await argvOf(route)).toEqual([onSafePath('php-cgi')])
   })
 
   test('php-cgi runs the script from SCRIPT_FILENAME once REDIRECT_STATUS is set', async () => {
-    const {resolver, script} = await setup()
+    const {script, argvOf} = await setup()
     const route = await script('hello.php', '<?php echo "php ok ", $_SERVER["REQUEST_METHOD"];')
-    const [program, ...args] = await resolver.commandFor(route)
+    const [program, ...args] = await argvOf(route)
     const env = {SCRIPT_FILENAME: route.scriptFilename, REDIRECT_STATUS: '200', REQUEST_METHOD: 'GET', QUERY_STRING: '-s'}
     const {stdout} = await run(program!, args, {env})
     expect(stdout).toMatch(/^Content-type: text\/html; charset=UTF-8\r?\n\r?\nphp ok GET$/)
   })
 
   test('passes the extra words of an interpreter command before the script', async () => {
-    const {resolver, script} = await setup({interpreters: {'.py': ['python3', '-u']}})
+    const {script, argvOf} = await setup({interpreters: {'.py': ['python3', '-u']}})
     const route = await script('unbuffered.py')
-    expect(await resolver.commandFor(route)).toEqual([onSafePath('python3'), '-u', route.scriptFilename])
+    expect(await argvOf(route)).toEqual([onSafePath('python3'), '-u', route.scriptFilename])
   })
 
   test('runs a script with an unknown extension or none directly when it is executable', async () => {
-    const {resolver, script} = await setup()
+    const {script, argvOf} = await setup()
     for (const name of ['hello', 'hello.cgi']) {
       const route = await script(name, '#!/bin/sh\necho\n', 0o755)
-      expect(await resolver.commandFor(route)).toEqual([route.scriptFilename])
+      expect(await argvOf(route)).toEqual([route.scriptFilename])
     }
   })
 
@@ -83,9 +84,9 @@ describe('commandFor', () => {
   })
 
   test('does not need the x bit for a script with a known extension', async () => {
-    const {resolver, script} = await setup()
+    const {script, argvOf} = await setup()
     const route = await script('plain.py', 'print()\n', 0o600)
-    expect(await resolver.commandFor(route)).toEqual([onSafePath('python3'), route.scriptFilename])
+    expect(await argvOf(route)).toEqual([onSafePath('python3'), route.scriptFilename])
   })
 
   test('fails with a setup error (500) naming an interpreter that is not installed', async () => {
@@ -109,26 +110,76 @@ describe('commandFor', () => {
     await expect(eager.resolver.commandFor(eagerRoute)).rejects.toMatchObject({code: 'CGI_ERR_SCRIPT_SETUP'})
     await expect(patient.resolver.commandFor(patientRoute)).rejects.toMatchObject({code: 'CGI_ERR_SCRIPT_SETUP'})
     await fs.writeFile(tool, '#!/bin/sh\n', {mode: 0o755})
-    expect(await eager.resolver.commandFor(eagerRoute)).toEqual([tool, eagerRoute.scriptFilename])
+    expect(await eager.argvOf(eagerRoute)).toEqual([tool, eagerRoute.scriptFilename])
     await expect(patient.resolver.commandFor(patientRoute)).rejects.toMatchObject({code: 'CGI_ERR_SCRIPT_SETUP'})
   })
 
-  test('runs a program mount as the program itself, whatever the path', async () => {
-    const {config, resolver} = await setup({mounts: [{prefix: '/git/', program: '/usr/lib/git-core/git-http-backend'}]})
-    const mount = config.mounts[0]!
+  test('runs the program of a location as the program itself, whatever the path', async () => {
+    const {config, argvOf} = await setup({mounts: [{prefix: '/git/', program: '/usr/lib/git-core/git-http-backend'}]})
+    const location = config.locations[0]!
     const route: ScriptRoute = {
-      scriptName: '/git', pathInfo: '/repo.git/info/refs', scriptFilename: mount.program, nph: false, mount, inCgiBin: false,
+      scriptName: '/git', pathInfo: '/repo.git/info/refs', scriptFilename: location.program!, nph: false, location,
+      isProgram: true, inCgiBin: false,
     }
-    expect(await resolver.commandFor(route)).toEqual(['/usr/lib/git-core/git-http-backend'])
+    expect(await argvOf(route)).toEqual(['/usr/lib/git-core/git-http-backend'])
   })
 
   test('runs a .ts page with node and source maps on its cached JavaScript', async () => {
-    const {config, resolver, script} = await setup()
+    const {config, script, argvOf} = await setup()
     const route = await script('page.ts', 'const n: number = 6 * 7\nconsole.log(`Content-Type: text/plain\\n\\n${n}`)\n')
-    const argv = await resolver.commandFor(route)
+    const argv = await argvOf(route)
     expect(argv).toEqual([process.execPath, '--enable-source-maps', expect.stringMatching(/\.mjs$/)])
     expect(path.dirname(argv[2]!)).toBe(config.cacheDir)
     const {stdout} = await run(argv[0]!, argv.slice(1))
     expect(stdout).toBe('Content-Type: text/plain\n\n42\n')
+  })
+})
+
+describe('an executable file with a #! line runs by that line (Apache, lighttpd, http.server --cgi)', () => {
+  test.each([
+    ['taint.pl', '#!/usr/bin/perl -wT\nprint "ok"\n', '/usr/bin/perl'],
+    ['bashism.sh', '#!/bin/bash\necho $BASH_VERSION\n', '/bin/bash'],
+    ['hello.py', '#!/usr/bin/env python3\nprint()\n', '/usr/bin/env'],
+    ['page.cgi', '#!/bin/sh\necho\n', '/bin/sh'],
+  ])('%s runs itself, its interpreter visible to the run', async (name, content, interpreter) => {
+    const {resolver, script} = await setup()
+    const route = await script(name, content, 0o755)
+    expect(await resolver.commandFor(route)).toEqual({argv: [route.scriptFilename], readPaths: [interpreter]})
+  })
+
+  test.each([
+    ['taint.pl', '#!/usr/bin/perl -wT\n', 0o644, 'perl'],
+    ['nobang.py', 'print()\n', 0o755, 'python3'],
+    ['nobang.sh', 'echo\n', 0o755, 'sh'],
+  ])('%s (mode %o) goes through the interpreter map: no #! line or no execute bit', async (name, content, mode, command) => {
+    const {script, argvOf} = await setup()
+    const route = await script(name, content, mode)
+    expect(await argvOf(route)).toEqual([onSafePath(command), route.scriptFilename])
+  })
+
+  test('a .ts page always goes through the TypeScript runner, #! line or not', async () => {
+    const {script, argvOf} = await setup()
+    const route = await script('page.ts', '#!/usr/bin/env node\nconsole.log("Content-Type: text/plain\\n")\n', 0o755)
+    expect((await argvOf(route))[0]).toBe(process.execPath)
+  })
+
+  test('php-cgi named on a #! line still gets no argument at all', async () => {
+    const {script, argvOf} = await setup()
+    const route = await script('page.php', `#!${onSafePath('php-cgi')}\n<?php echo 1;`, 0o755)
+    expect(await argvOf(route)).toEqual([onSafePath('php-cgi')])
+  })
+
+  test.each([
+    ['crlf.py', '#!/usr/bin/env python3\r\nprint()\r\n', 'bad interpreter "python3\\r": CRLF line endings'],
+    ['crlf.pl', '#!/usr/bin/perl\r\n', 'bad interpreter "/usr/bin/perl\\r": CRLF line endings'],
+    ['missing.rb', '#!/usr/bin/cgibox-no-such-ruby\n', 'bad interpreter "/usr/bin/cgibox-no-such-ruby" (not an executable file)'],
+    ['env-missing.py', '#!/usr/bin/env cgibox-no-such-python\n', 'bad interpreter "cgibox-no-such-python" (not found on PATH'],
+    ['relative.sh', '#!sh\n', 'bad interpreter "sh"'],
+  ])('%s is a 502 whose log line says what is wrong', async (name, content, message) => {
+    const {resolver, script} = await setup()
+    const route = await script(name, content, 0o755)
+    const error = await resolver.commandFor(route).then(() => null, (failure: unknown) => failure)
+    expect(error).toMatchObject({status: 502})
+    expect((error as Error).message).toContain(message)
   })
 })

@@ -1,44 +1,29 @@
 // End-to-end command line (DESIGN.md "Command line", issue #2 points 1 and 8): the real `cgibox` built from src/
 // and run with node: the URL line, --help, --version, one clear line per bad option, and SIGTERM shutdown.
-import {spawn, execFile, type ChildProcess} from 'node:child_process'
-import {copyFile, mkdtemp, rm, stat, symlink, writeFile} from 'node:fs/promises'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {writeFile} from 'node:fs/promises'
 import {readFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, onTestFinished, test} from 'vitest'
 import {FIXTURES, isAlive, parseEnvDump} from '../helpers/server.js'
 import {makeTempDir} from '../helpers/temp-dir.js'
+import {BUILD_TIMEOUT_MS, REPO, buildCli, type Build} from '../helpers/build.js'
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {version: string}).version
-const BUILD_TIMEOUT_MS = 120_000
 const START_TIMEOUT_MS = 10_000
 const EXIT_TIMEOUT_MS = 10_000
 const FIXTURE_ARGS = ['--htdocs', path.join(FIXTURES, 'htdocs'), '--cgi-bin', path.join(FIXTURES, 'cgi-bin'), '--sandbox', 'none']
 
-// The build goes to a directory of its own (with package.json and node_modules beside it, as dist/ has them),
-// so it never races a `npm run build` into the shared dist/.
-let buildRoot = ''
+let build: Build | null = null
 let cliPath = ''
 
 beforeAll(async () => {
-  buildRoot = await mkdtemp(path.join(tmpdir(), 'cgibox-cli-build-'))
-  await copyFile(path.join(REPO, 'package.json'), path.join(buildRoot, 'package.json'))
-  await symlink(path.join(REPO, 'node_modules'), path.join(buildRoot, 'node_modules'))
-  const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc')
-  const result = await new Promise<{error: Error | null; output: string}>((resolve) => {
-    execFile(process.execPath, [tsc, '-p', path.join(REPO, 'tsconfig.build.json'), '--outDir', path.join(buildRoot, 'dist')],
-      {cwd: REPO, timeout: BUILD_TIMEOUT_MS}, (error, stdout, stderr) => resolve({error, output: stdout + stderr}))
-  })
-  cliPath = path.join(buildRoot, 'dist', 'cli.js')
-  // Type errors still emit JavaScript (typecheck is `npm test`'s own step); only a missing cli.js stops these tests.
-  const built = await stat(cliPath).then(() => true, () => false)
-  if (!built) throw new Error(`tsc did not produce dist/cli.js: ${result.error?.message ?? ''}\n${result.output}`)
+  build = await buildCli()
+  cliPath = build.cliPath
 }, BUILD_TIMEOUT_MS + 10_000)
 
 afterAll(async () => {
-  if (buildRoot) await rm(buildRoot, {recursive: true, force: true})
+  await build?.remove()
 })
 
 interface Cli {

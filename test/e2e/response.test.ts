@@ -96,7 +96,7 @@ describe('failures are a generic 502 and stderr goes to the log only', () => {
 
   test('a missing interpreter is a 500 and the log names it', async () => {
     const server = await startTestServer({interpreters: {'.py': ['cgibox-missing-python']}})
-    const response = await fetch(`${server.url}cgi-bin/env.py`)
+    const response = await fetch(`${server.url}cgi-bin/no-x-bit.py`)
     expect(response.status).toBe(500)
     expect(server.log.errors.map((entry) => entry.message).join('\n')).toContain('cgibox-missing-python')
   })

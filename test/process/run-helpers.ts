@@ -3,12 +3,16 @@
 import {randomUUID} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import {PassThrough} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import {onTestFinished} from 'vitest'
 import {normalizeConfig, type Limits, type RawConfig} from '../../src/config.js'
 import {findOwnCgroupDir} from '../../src/process/cgroup.js'
+import {startLauncher, type Launcher} from '../../src/process/launcher.js'
+import {startRun as startSupervisedRun, type Run} from '../../src/process/run.js'
+import type {ResourceLimit} from '../../src/process/run-plan.js'
+import {createRuntimeDir, type RuntimeDir} from '../../src/process/runtime-dir.js'
 import {createSandbox, type Sandbox, type SandboxOptions} from '../../src/process/sandbox.js'
-import {spawnScript, type ExitStatus, type ScriptProcess} from '../../src/process/spawn-script.js'
 
 export const HOSTILE = fileURLToPath(new URL('../fixtures/hostile/', import.meta.url)).replace(/\/$/, '')
 export const IS_ROOT = process.getuid?.() === 0
@@ -24,67 +28,109 @@ export const TEST_LIMITS: Partial<Limits> = {
 /** The environment every test run gets (the sandbox adds nothing of the server's). */
 export const RUN_ENV = {PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8'}
 
+/** A sandbox with what it runs on: its own run-time directory and launcher. */
+export interface Box {
+  readonly sandbox: Sandbox
+  readonly launcher: Launcher
+  readonly runtime: RuntimeDir
+  readonly level: Sandbox['level']
+  readonly bwrapUnavailableReason: string | null
+  describe(): string
+  close(): Promise<void>
+}
+
+export interface ExitStatus {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly resourceLimit: ResourceLimit | null
+}
+
 export interface FinishedRun {
   readonly status: ExitStatus
   readonly stdout: string
   readonly stderr: string
   readonly killReason: string | null
+  readonly failure: {readonly stage: string; readonly message: string} | null
 }
 
 export interface StartedRun {
-  readonly child: ScriptProcess
+  readonly child: Run
+  /** The run's stdin, when started with `stdin: 'keep-open'`. */
+  readonly stdin: PassThrough
   /** Resolves with everything once the run has exited; rejects if that takes longer than `timeoutMs`. */
   finished(timeoutMs?: number): Promise<FinishedRun>
   /** Resolves once stdout contains `text` (bounded). */
   waitForOutput(text: string, timeoutMs?: number): Promise<void>
 }
 
-// Creates a sandbox for `level` with the test limits (close it with closeSandbox).
-export async function openSandbox(sandbox: RawConfig['sandbox'], options: SandboxOptions = {}, raw: RawConfig = {}): Promise<Sandbox> {
+// Creates a runtime directory, a launcher and a sandbox for `level` with the test limits (close them with close()).
+export async function openSandbox(sandbox: RawConfig['sandbox'], options: SandboxOptions = {}, raw: RawConfig = {}): Promise<Box> {
   const config = normalizeConfig({sandbox, ...TEST_LIMITS, ...raw})
-  return createSandbox(config, options)
+  const runtime = createRuntimeDir(config.runtimeDir)
+  let launcher: Launcher | null = null
+  try {
+    launcher = await startLauncher({socketDir: runtime.launcherDir})
+    const created = await createSandbox(config, {launcher, runtime}, options)
+    const box: Box = {
+      sandbox: created, launcher, runtime, level: created.level, bwrapUnavailableReason: created.bwrapUnavailableReason,
+      describe: () => created.describe(),
+      async close() {
+        await created.close()
+        await launcher!.close()
+        runtime.remove()
+      },
+    }
+    return box
+  } catch (error) {
+    await launcher?.close()
+    runtime.remove()
+    throw error
+  }
 }
 
 // Starts argv in the sandbox with the test limits; cwd defaults to the hostile fixtures directory.
-export function startRun(sandbox: Sandbox, argv: readonly string[], options: {
-  cwd?: string; env?: Record<string, string>; limits?: Partial<Limits>; readOnlyPaths?: string[]
-  /** `keep-open`: the test writes to stdin itself. Default: stdin is ended at once. */
+export function startRun(box: Box, argv: readonly string[], options: {
+  cwd?: string; env?: Record<string, string>; limits?: Partial<Limits>; readPaths?: string[]; writePaths?: string[]
+  /** `keep-open`: the test writes to `stdin` itself. Default: stdin is empty. */
   stdin?: 'end' | 'keep-open'
 } = {}): StartedRun {
   const limits = normalizeConfig({...TEST_LIMITS, ...options.limits}).limits
-  const child = spawnScript({
-    argv, env: options.env ?? RUN_ENV, cwd: options.cwd ?? HOSTILE, limits, sandbox, readOnlyPaths: options.readOnlyPaths,
+  const stdin = new PassThrough()
+  const location = options.writePaths === undefined ? null : normalizeConfig({
+    locations: [{prefix: '/', writePaths: options.writePaths}],
+  }).locations[0]!
+  const planned = box.sandbox.plan({
+    argv, env: options.env ?? RUN_ENV, cwd: options.cwd ?? HOSTILE, limits, location, readPaths: options.readPaths ?? [],
   })
-  if (options.stdin !== 'keep-open') child.stdin.end()
-  child.stdin.on('error', () => {})
+  const child = startSupervisedRun(box.launcher, planned, {limits, body: options.stdin === 'keep-open' ? stdin : null})
   let stdout = ''
-  let stderr = ''
   const waiters: {text: string; resolve: () => void}[] = []
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk
     for (const waiter of waiters) if (stdout.includes(waiter.text)) waiter.resolve()
   })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  child.stdout.on('error', () => {})
   // A test that fails half-way still ends its run and waits for its cleanup (processes, cgroups).
   onTestFinished(async () => {
     child.kill('shutdown')
-    await withTimeout(child.exited, 10_000, `run ${argv.join(' ')} did not end after kill`)
+    await withTimeout(child.finished, 10_000, `run ${argv.join(' ')} did not end after kill`)
   })
-  const streamsClosed = Promise.all([
-    new Promise((resolve) => child.stdout.once('close', resolve)),
-    new Promise((resolve) => child.stderr.once('close', resolve)),
-  ])
+  const streamClosed = new Promise((resolve) => child.stdout.once('close', resolve))
   return {
     child,
+    stdin,
     async finished(timeoutMs = 20_000) {
-      const status = await withTimeout(child.exited, timeoutMs, `run ${argv.join(' ')} did not exit; stdout: ${stdout}`)
-      await withTimeout(streamsClosed, timeoutMs, 'stdout/stderr did not close after the run ended')
-      return {status, stdout, stderr, killReason: child.killReason}
+      const outcome = await withTimeout(child.finished, timeoutMs, `run ${argv.join(' ')} did not exit; stdout: ${stdout}`)
+      await withTimeout(streamClosed, timeoutMs, 'stdout did not close after the run ended')
+      return {
+        status: {code: outcome.code, signal: outcome.signal, resourceLimit: outcome.limitHit},
+        stdout, stderr: outcome.stderr, killReason: outcome.killReason, failure: outcome.failure,
+      }
     },
     waitForOutput(text, timeoutMs = 15_000) {
       if (stdout.includes(text)) return Promise.resolve()
       return withTimeout(new Promise<void>((resolve) => waiters.push({text, resolve})), timeoutMs,
-        `no "${text}" in stdout: ${stdout} / stderr: ${stderr}`)
+        `no "${text}" in stdout: ${stdout}`)
     },
   }
 }

@@ -5,13 +5,11 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterEach, describe, expect, onTestFinished, test} from 'vitest'
-import {normalizeConfig} from '../../src/config.js'
 import {findOwnCgroupDir} from '../../src/process/cgroup.js'
-import {validateSandboxRequirements, type Sandbox} from '../../src/process/sandbox.js'
 import {createUidPool, validateUidPoolIsUnused} from '../../src/process/uid-pool.js'
 import {
   IS_ROOT, TEST_LIMITS, instanceCgroupDirs, killMarked, liveRunCgroups, newMarker, openSandbox, processesWithMarker,
-  startRun,
+  startRun, type Box,
 } from './run-helpers.js'
 
 const probe = await openSandbox('auto')
@@ -24,14 +22,14 @@ afterEach(() => {
 })
 
 // Opens a sandbox that is closed when the test finishes.
-async function sandboxFor(...args: Parameters<typeof openSandbox>): Promise<Sandbox> {
+async function sandboxFor(...args: Parameters<typeof openSandbox>): Promise<Box> {
   const sandbox = await openSandbox(...args)
   onTestFinished(() => sandbox.close())
   return sandbox
 }
 
-function mountRequiring(level: 'none' | 'rlimit' | 'bwrap') {
-  return normalizeConfig({mounts: [{prefix: '/git/', program: '/usr/bin/true', requireSandbox: level}]}).mounts
+function requiring(level: 'none' | 'rlimit' | 'bwrap') {
+  return {locations: [{prefix: '/git/', program: '/usr/bin/true', requireSandbox: level}]}
 }
 
 describe('choosing the level', () => {
@@ -73,18 +71,37 @@ describe('choosing the level', () => {
   })
 })
 
-describe('mount requirements', () => {
-  test('a mount requiring a stronger level than the active one is refused', async () => {
-    const sandbox = await sandboxFor('auto', {bwrapPath: '/nonexistent/bwrap'})
-    expect(() => validateSandboxRequirements(sandbox, mountRequiring('bwrap')))
-      .toThrow(/mount \/git\/ requires sandbox level bwrap, but the active level is rlimit \(bwrap is unavailable: /)
+describe('location requirements and levels', () => {
+  test('a location requiring a stronger level than it gets is refused at startup', async () => {
+    await expect(openSandbox('auto', {bwrapPath: '/nonexistent/bwrap'}, requiring('bwrap')))
+      .rejects.toThrow(/location \/git\/ requires sandbox level bwrap, but its level is rlimit \(bwrap is unavailable: /)
+    expect(instanceCgroupDirs()).toEqual([])
   })
 
-  test('a mount requiring the active level or a weaker one is accepted', async () => {
-    const sandbox = await sandboxFor('rlimit')
-    expect(() => validateSandboxRequirements(sandbox, mountRequiring('rlimit'))).not.toThrow()
-    expect(() => validateSandboxRequirements(sandbox, mountRequiring('none'))).not.toThrow()
-    expect(() => validateSandboxRequirements(sandbox, normalizeConfig({}).mounts)).not.toThrow()
+  test('a location requiring its level or a weaker one is accepted', async () => {
+    await sandboxFor('rlimit', {}, requiring('rlimit'))
+    await sandboxFor('rlimit', {}, requiring('none'))
+  })
+
+  test('a location with a level of its own gets it; the others the server level', async () => {
+    const box = await sandboxFor('rlimit', {}, {locations: [{prefix: '/trusted/', sandbox: 'none'}, {prefix: '/other/'}]})
+    const [trusted, other] = (await import('../../src/config.js')).normalizeConfig({
+      locations: [{prefix: '/trusted/', sandbox: 'none'}, {prefix: '/other/'}],
+    }).locations
+    expect(box.sandbox.levelOf(trusted!)).toBe('none')
+    expect(box.sandbox.levelOf(other!)).toBe('rlimit')
+    expect(box.sandbox.levelOf(null)).toBe('rlimit')
+    expect(box.sandbox.describe('none')).toMatch(/^sandbox: none /)
+  })
+
+  test('a location asking for bwrap where it cannot run is refused, naming the location', async () => {
+    await expect(openSandbox('rlimit', {bwrapPath: '/nonexistent/bwrap'}, {locations: [{prefix: '/demo/', sandbox: 'bwrap'}]}))
+      .rejects.toThrow(/location \/demo\/ asks for bwrap but it cannot run here: bwrap is not installed/)
+  })
+
+  test.skipIf(!IS_ROOT)('a location user that does not exist is refused at startup', async () => {
+    await expect(openSandbox('rlimit', {}, {locations: [{prefix: '/a/', user: 'cgibox-no-such-user'}]}))
+      .rejects.toThrow(/user "cgibox-no-such-user" \(option `locations\[0\].user`\) does not exist/)
   })
 })
 
@@ -138,7 +155,8 @@ describe.skipIf(!CGROUPS_WRITABLE)('cgroups', () => {
       killMarked(marker)
       for (const dir of [path.join(stale, 'run-1'), stale]) fs.rmSync(dir, {force: true, recursive: false})
     })
-    const orphan = spawn('/bin/sh', ['-c', `echo $$ > ${stale}/run-1/cgroup.procs && exec sleep 300 ${marker}`],
+    // The marker rides in python's argv (sleep would refuse it as a second interval).
+    const orphan = spawn('/bin/sh', ['-c', `echo $$ > ${stale}/run-1/cgroup.procs && exec python3 -c "import time; time.sleep(300)" ${marker}`],
       {detached: true, stdio: 'ignore'})
     orphan.unref()
     await expect.poll(() => processesWithMarker(marker).length, {timeout: 5_000}).toBe(1)

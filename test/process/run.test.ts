@@ -1,15 +1,15 @@
-// Hostile scripts run directly through spawnScript in every sandbox level this machine offers (SANDBOX.md §4):
-// each test asserts the outcome and, after it, that no process of the run and no per-run cgroup is left.
+// Hostile scripts run directly through the process layer (sandbox plan → launcher → run.ts) in every sandbox level
+// this machine offers: each test asserts the outcome and, after it, that no process of the run and no per-run cgroup
+// is left.
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, onTestFinished, test} from 'vitest'
 import {DEFAULT_LIMITS, type SandboxSetting} from '../../src/config.js'
-import type {Sandbox, SandboxOptions} from '../../src/process/sandbox.js'
-import {spawnScript, type ExitStatus} from '../../src/process/spawn-script.js'
+import type {SandboxOptions} from '../../src/process/sandbox.js'
 import {
   HOSTILE, IS_ROOT, RUN_ENV, TEST_LIMITS, killMarked, liveRunCgroups, newMarker, openSandbox, parseLines,
-  processesWithMarker, startRun,
+  processesWithMarker, startRun, type Box, type ExitStatus,
 } from './run-helpers.js'
 
 /** A secret in the test process's own environment that no sandboxed script may find (SANDBOX.md §4 #5). */
@@ -30,8 +30,7 @@ interface LevelCase {
 const LEVELS: LevelCase[] = [
   {name: 'none', setting: 'none', options: {}, available: true},
   {name: 'rlimit', setting: 'rlimit', options: {}, available: true},
-  {name: 'bwrap (shared empty netns)', setting: 'bwrap', options: {network: 'shared'}, available: BWRAP_WORKS && IS_ROOT},
-  {name: 'bwrap (netns per run)', setting: 'bwrap', options: {network: 'per-run'}, available: BWRAP_WORKS},
+  {name: 'bwrap', setting: 'bwrap', options: {}, available: BWRAP_WORKS},
 ]
 
 afterEach(() => {
@@ -40,7 +39,7 @@ afterEach(() => {
 })
 
 describe.each(LEVELS)('level $name', ({setting, options, available}) => {
-  let sandbox: Sandbox
+  let sandbox: Box
   const isUntrusted = setting !== 'none'
   const isBwrap = setting === 'bwrap'
   // Whole-run kills of setsid daemons need a cgroup (root here) or a PID namespace (bwrap).
@@ -54,14 +53,26 @@ describe.each(LEVELS)('level $name', ({setting, options, available}) => {
   })
 
   test.skipIf(!available)('runs the script with exactly the given environment and reports its exit code', async () => {
-    const run = startRun(sandbox, ['/bin/sh', '-c', 'env; exit 3'], {env: {...RUN_ENV, CGI_VARIABLE: 'yes'}})
+    // What the program was started with (/proc/self/environ), not what a shell would add to it.
+    const script = 'import sys; print(open("/proc/self/environ").read().replace("\\0", "\\n")); sys.exit(3)'
+    const run = startRun(sandbox, ['/usr/bin/python3', '-c', script], {env: {...RUN_ENV, CGI_VARIABLE: 'yes'}})
     const {status, stdout, killReason} = await run.finished()
     expect(status).toEqual({code: 3, signal: null, resourceLimit: null})
     expect(killReason).toBeNull()
     const names = stdout.trim().split('\n').map((line) => line.split('=')[0])
-    // PWD is added by sh; nothing of the server's environment leaks in.
-    expect(names.sort()).toEqual(['CGI_VARIABLE', 'LANG', 'PATH', 'PWD'])
+    // Nothing of the server's environment, no PWD (bwrap sets one): only the run's own, plus its private TMPDIR
+    // outside bwrap (bwrap runs have a private /tmp instead).
+    expect(names.sort()).toEqual(isBwrap ? ['CGI_VARIABLE', 'LANG', 'PATH'] : ['CGI_VARIABLE', 'LANG', 'PATH', 'TMPDIR'])
     expect(stdout).not.toContain(SECRET)
+  })
+
+  test.skipIf(!available)('gets exactly fds 0, 1 and 2, whatever the server or launcher holds open', async () => {
+    const held = fs.openSync(HOSTILE, 'r') // a descriptor of the test process, as an inherited one would be
+    onTestFinished(() => fs.closeSync(held))
+    const {stdout} = await startRun(sandbox, ['/usr/bin/python3', '-c', 'import os; print(sorted(int(fd) for fd in os.listdir("/proc/self/fd")))']).finished()
+    // The listing itself opens one more descriptor (os.listdir's own), which is the last one.
+    const fds = JSON.parse(stdout.trim()) as number[]
+    expect(fds.slice(0, -1)).toEqual([0, 1, 2])
   })
 
   test.skipIf(!available || !killsDaemons)('a double-forked setsid daemon dies when the script exits', async () => {
@@ -194,9 +205,40 @@ describe.each(LEVELS)('level $name', ({setting, options, available}) => {
     const attacker = await startRun(sandbox, ['/bin/sh', '-c', 'kill -9 -1; echo survived']).finished()
     expect(attacker.stdout).toBe('survived\n')
     // The other run (another uid; bwrap: another PID namespace) still answers.
-    victim.child.stdin.end('ping\n')
+    victim.stdin.end('ping\n')
     await victim.waitForOutput('got ping')
     expect((await victim.finished()).status.code).toBe(0)
+  })
+
+  test.skipIf(!available || !IS_ROOT)('a run cannot move itself into the cgroup of another live run', async () => {
+    const victim = startRun(sandbox, ['/bin/sh', '-c', 'echo ready; exec sleep 300'])
+    await victim.waitForOutput('ready')
+    const victimCgroup = liveRunCgroups().find((dir) => fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')
+      .includes(String(victim.child.pid)))
+    expect(victimCgroup).toBeDefined()
+    // A double-forked daemon would do this to live on inside the newest run's cgroup (none: every run is `user`).
+    const procs = path.join(victimCgroup!, 'cgroup.procs')
+    const attacker = await startRun(sandbox, ['/bin/sh', '-c', `echo $$ > ${procs} 2>/dev/null && echo joined || echo refused`]).finished()
+    expect(attacker.stdout).toBe('refused\n')
+    victim.child.kill('shutdown')
+    await victim.finished()
+  })
+
+  test.skipIf(!available || isBwrap)('what a run leaves in its TMPDIR and, with a uid of its own, in /tmp, /var/tmp and /dev/shm goes with it', async () => {
+    const marker = newMarker()
+    const shared = ['/tmp', '/var/tmp', '/dev/shm'].map((dir) => path.join(dir, marker))
+    onTestFinished(() => {
+      for (const file of shared) fs.rmSync(file, {recursive: true, force: true})
+    })
+    const script = `echo left > "$TMPDIR/file" && echo "$TMPDIR"; echo x > /tmp/${marker}; mkdir /var/tmp/${marker} && ` +
+      `echo y > /var/tmp/${marker}/inner; head -c 65536 /dev/zero > /dev/shm/${marker}; ls -d ${shared.join(' ')} | wc -l`
+    const {stdout} = await startRun(sandbox, ['/bin/sh', '-c', script]).finished()
+    const [tmpdir, written] = stdout.trim().split('\n')
+    expect(Number(written)).toBe(3) // the run could write there…
+    expect(fs.existsSync(tmpdir!)).toBe(false) // …its private TMPDIR is removed with it…
+    // …and with a uid of its own (rlimit as root), so is what it left in the shared temp directories.
+    const expectedLeft = IS_ROOT && setting === 'rlimit' ? [] : shared
+    expect(shared.filter((file) => fs.existsSync(file))).toEqual(expectedLeft)
   })
 
   test.skipIf(!available || !isBwrap)('cannot create user namespaces or mount anything', async () => {
@@ -256,8 +298,19 @@ describe.each(LEVELS)('level $name', ({setting, options, available}) => {
   })
 
   test.skipIf(!available || !isBwrap)('a run that cannot be set up throws and leaves no cgroup or uid behind', () => {
-    expect(() => spawnScript({argv: ['/bin/true'], env: RUN_ENV, cwd: '/', limits: DEFAULT_LIMITS, sandbox}))
+    expect(() => sandbox.sandbox.plan({argv: ['/bin/true'], env: RUN_ENV, cwd: '/', limits: DEFAULT_LIMITS, location: null, readPaths: []}))
       .toThrow(/refusing to bind \//)
+  })
+
+  test.skipIf(!available || !isBwrap)('binds writePaths read-write at their host paths, also below the host /tmp (private /tmp)', async () => {
+    const data = fs.mkdtempSync('/tmp/cgibox-rw-')
+    onTestFinished(() => fs.rmSync(data, {recursive: true, force: true}))
+    fs.chmodSync(data, 0o777)
+    const script = `echo written > "${data}/counter.txt" && cat "${data}/counter.txt"; echo x > /tmp/private && echo private-tmp`
+    const {stdout} = await startRun(sandbox, ['/bin/sh', '-c', script], {writePaths: [data]}).finished()
+    expect(stdout).toBe('written\nprivate-tmp\n')
+    expect(fs.readFileSync(path.join(data, 'counter.txt'), 'utf8')).toBe('written\n')
+    expect(fs.existsSync('/tmp/private')).toBe(false)
   })
 
   test.skipIf(!available || !isBwrap)('binds readOnlyPaths read-only at their host paths', async () => {
@@ -266,7 +319,7 @@ describe.each(LEVELS)('level $name', ({setting, options, available}) => {
     fs.chmodSync(extra, 0o755)
     fs.writeFileSync(path.join(extra, 'page.txt'), 'bound\n')
     const script = `cat "${extra}/page.txt"; echo x > "${extra}/new" 2>/dev/null || echo read-only`
-    const {stdout} = await startRun(sandbox, ['/bin/sh', '-c', script], {readOnlyPaths: [extra]}).finished()
+    const {stdout} = await startRun(sandbox, ['/bin/sh', '-c', script], {readPaths: [extra]}).finished()
     expect(stdout).toBe('bound\nread-only\n')
   })
 })
@@ -275,14 +328,17 @@ describe('without a sandbox (negative control)', () => {
   test('a process-group kill alone misses a double-forked daemon', async () => {
     const marker = newMarker()
     onTestFinished(() => killMarked(marker))
-    const child = spawnScript({
-      argv: ['/bin/sh', './daemon.sh', marker], env: RUN_ENV, cwd: HOSTILE,
-      limits: DEFAULT_LIMITS,
+    const box = await openSandbox('none')
+    onTestFinished(() => box.close())
+    // The launcher alone: no cgroup, no uid of the run's own.
+    const child = box.launcher.launch({
+      argv: ['/bin/sh', './daemon.sh', marker], env: RUN_ENV, cwd: HOSTILE, uid: null, gid: null, cgroups: [],
+      rlimits: {}, noNewPrivs: false, stdoutFd: 1,
     })
     child.stdin.end()
     child.stdout.resume()
     child.stderr.resume()
-    await child.exited
+    await child.exit
     // This is why cgibox needs cgroups or a PID namespace: the daemon outlived its run's process group.
     await expect.poll(() => processesWithMarker(marker).length, {timeout: 5_000}).toBeGreaterThan(0)
     killMarked(marker)

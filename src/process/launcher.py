@@ -1,0 +1,439 @@
+# cgibox's launcher: a small long-lived process that starts every script run for the server, so the big Node process
+# is never forked per request (Apache mod_cgid's design). It decides nothing: the server sends a run plan and the
+# launcher carries it out between fork and exec, in this order: session, stdio, cgroups, rlimits, groups, gid, uid,
+# parent-death signal, no-new-privs, cwd, signal dispositions, close every other descriptor, exec.
+#
+# Protocol (all integers big-endian):
+# - stdin (from the server): one line `{"secret": hex}` at start, then one JSON line per kill:
+#   `{"kill": id, "signal": n}` (the run's direct child and its process group). EOF: kill every run, exit.
+# - stdout (to the server): JSON lines `{"ready": true, ...}`, `{"id", "pid"}` once forked, `{"id", "error", "stage"}`
+#   when setup or exec failed in the child, `{"id", "exit", "signal"}` once the launcher reaped it.
+# - each run opens two connections to the unix socket (in a 0700 directory):
+#   A: b"CGBR" + 32-byte launcher secret + u32 length + JSON plan; then the request body. It becomes the run's
+#      stdin (fd 0) and stderr (fd 2): the server writes the body and reads stderr on it.
+#   B: b"CGBO" + 16-byte run token (from the plan): it becomes the run's stdout (fd 1, or fd 3 with /dev/null on 1).
+#   Stdout gets a connection of its own so that a script that closes it and lingers ends its response at once.
+# The launcher reads exactly the header of each connection, never a byte of the body.
+import hmac
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+MIN_PYTHON = (3, 9)
+REQUEST_MAGIC = b"CGBR"
+STDOUT_MAGIC = b"CGBO"
+SECRET_BYTES = 32
+TOKEN_BYTES = 16
+MAX_PLAN_BYTES = 4 << 20
+# Connections whose partner has not arrived within this many seconds are dropped (a client of the server that
+# vanished between its two connects, or a stranger that got past the directory's mode).
+UNPAIRED_TIMEOUT_S = 10.0
+MAX_UNPAIRED = 4096
+RLIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC,
+    "data": resource.RLIMIT_DATA,
+    "core": resource.RLIMIT_CORE,
+}
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def load_prctl():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+        def call(option, value):
+            if prctl(option, value, 0, 0, 0) != 0:
+                errno = ctypes.get_errno()
+                raise OSError(errno, os.strerror(errno))
+
+        return call
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+PRCTL = load_prctl()
+
+
+class Conn:
+    __slots__ = ("sock", "header", "need", "kind", "plan_len", "since")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.header = b""
+        self.need = 5  # magic + first byte of the rest, then grows
+        self.kind = None
+        self.plan_len = None
+        self.since = time.monotonic()
+
+
+class Launcher:
+    def __init__(self, socket_path, secret):
+        self.secret = secret
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.listener.bind(socket_path)
+        self.listener.listen(1024)
+        self.listener.setblocking(False)
+        self.poller = select.epoll()
+        self.conns = {}  # fd -> Conn still reading its header
+        self.plans = {}  # token -> (plan, request socket, since)
+        self.outs = {}  # token -> (stdout socket, since)
+        self.runs = {}  # pid -> run id, for runs not reaped yet
+        self.ids = {}  # run id -> pid
+        self.errpipes = {}  # fd -> (run id, pid, bytes so far)
+        self.out = sys.stdout.buffer
+        self.control = sys.stdin.buffer.raw
+        self.pending = b""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = wake_r
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        os.set_blocking(self.control.fileno(), False)
+        self.poller.register(self.listener.fileno(), select.EPOLLIN)
+        self.poller.register(self.control.fileno(), select.EPOLLIN)
+        self.poller.register(wake_r, select.EPOLLIN)
+
+    def send(self, message):
+        self.out.write((json.dumps(message, separators=(",", ":")) + "\n").encode())
+        self.out.flush()
+
+    def loop(self):
+        while True:
+            try:
+                events = self.poller.poll(1.0)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                try:
+                    if fd == self.listener.fileno():
+                        self.accept()
+                    elif fd == self.control.fileno():
+                        if not self.read_control():
+                            self.kill_all()
+                            return
+                    elif fd == self.wake_r:
+                        self.reap()
+                    elif fd in self.errpipes:
+                        self.read_errpipe(fd)
+                    elif fd in self.conns:
+                        self.read_header(fd)
+                except Exception as error:  # noqa: BLE001 - a bad message never kills the launcher
+                    self.send({"warning": "%s: %s" % (type(error).__name__, error)})
+            self.drop_stale()
+
+    def accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(self.conns) >= MAX_UNPAIRED:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            self.conns[sock.fileno()] = Conn(sock)
+            self.poller.register(sock.fileno(), select.EPOLLIN)
+
+    def close_conn(self, fd):
+        conn = self.conns.pop(fd)
+        self.poller.unregister(fd)
+        conn.sock.close()
+
+    def read_header(self, fd):
+        conn = self.conns[fd]
+        try:
+            chunk = conn.sock.recv(conn.need - len(conn.header))  # never a byte past the header
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close_conn(fd)
+            return
+        if not chunk:
+            self.close_conn(fd)
+            return
+        conn.header += chunk
+        if len(conn.header) < conn.need:
+            return
+        if conn.kind is None:
+            magic = conn.header[:4]
+            if magic == REQUEST_MAGIC:
+                conn.kind = "plan"
+                conn.need = 4 + SECRET_BYTES + 4
+            elif magic == STDOUT_MAGIC:
+                conn.kind = "stdout"
+                conn.need = 4 + TOKEN_BYTES
+            else:
+                self.close_conn(fd)
+                return
+            if len(conn.header) < conn.need:
+                return
+        if conn.kind == "plan" and conn.plan_len is None:
+            if not hmac.compare_digest(conn.header[4 : 4 + SECRET_BYTES], self.secret):
+                self.close_conn(fd)
+                return
+            (conn.plan_len,) = struct.unpack(">I", conn.header[4 + SECRET_BYTES : conn.need])
+            if conn.plan_len > MAX_PLAN_BYTES:
+                self.close_conn(fd)
+                return
+            conn.need += conn.plan_len
+            if len(conn.header) < conn.need:
+                return
+        # The header is complete: the socket leaves the header stage.
+        self.poller.unregister(fd)
+        del self.conns[fd]
+        conn.sock.setblocking(True)
+        now = time.monotonic()
+        if conn.kind == "stdout":
+            token = conn.header[4:].hex()
+            if token in self.outs:
+                conn.sock.close()
+                return
+            self.outs[token] = (conn.sock, now)
+        else:
+            plan = json.loads(conn.header[4 + SECRET_BYTES + 4 :])
+            token = plan["token"]
+            if token in self.plans:
+                conn.sock.close()
+                return
+            self.plans[token] = (plan, conn.sock, now)
+        self.try_start(token)
+
+    def try_start(self, token):
+        if token not in self.plans or token not in self.outs:
+            return
+        plan, request, _ = self.plans.pop(token)
+        stdout, _ = self.outs.pop(token)
+        run_id = plan["id"]
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            os.close(err_r)
+            os.close(err_w)
+            request.close()
+            stdout.close()
+            self.send({"id": run_id, "error": "fork: %s" % error.strerror, "stage": "setup"})
+            self.send({"id": run_id, "exit": None, "signal": None})
+            return
+        if pid == 0:
+            run_child(plan, request, stdout, err_w, os.getppid())
+        os.close(err_w)
+        request.close()
+        stdout.close()
+        self.runs[pid] = run_id
+        self.ids[run_id] = pid
+        os.set_blocking(err_r, False)
+        self.errpipes[err_r] = (run_id, pid, b"")
+        self.poller.register(err_r, select.EPOLLIN)
+        self.send({"id": run_id, "pid": pid})
+
+    def read_errpipe(self, fd):
+        run_id, pid, got = self.errpipes[fd]
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        if chunk:
+            self.errpipes[fd] = (run_id, pid, got + chunk)
+            return
+        self.finish_errpipe(fd)
+
+    def finish_errpipe(self, fd):
+        run_id, _pid, got = self.errpipes.pop(fd)
+        self.poller.unregister(fd)
+        os.close(fd)
+        if got:
+            stage, _, message = got.decode("utf-8", "replace").partition(":")
+            self.send({"id": run_id, "error": message.strip(), "stage": stage})
+
+    def reap(self):
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run_id = self.runs.pop(pid, None)
+            if run_id is None:
+                continue  # an orphaned descendant of a run, reparented to us (subreaper): reaped, nothing to say
+            del self.ids[run_id]
+            for fd, entry in list(self.errpipes.items()):
+                if entry[0] == run_id:  # the exec error, if any, goes out before the exit
+                    try:
+                        while True:
+                            chunk = os.read(fd, 4096)
+                            if not chunk:
+                                break
+                            self.errpipes[fd] = (entry[0], entry[1], self.errpipes[fd][2] + chunk)
+                    except BlockingIOError:
+                        pass
+                    self.finish_errpipe(fd)
+            if os.WIFSIGNALED(status):
+                self.send({"id": run_id, "exit": None, "signal": os.WTERMSIG(status)})
+            else:
+                self.send({"id": run_id, "exit": os.WEXITSTATUS(status), "signal": None})
+
+    def read_control(self):
+        try:
+            chunk = self.control.read(1 << 16)
+        except BlockingIOError:
+            return True
+        if chunk is None:
+            return True
+        if not chunk:
+            return False
+        self.pending += chunk
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+                self.kill(int(message["kill"]), int(message["signal"]))
+            except (ValueError, KeyError, TypeError) as error:
+                self.send({"warning": "bad control line: %s" % error})
+        return True
+
+    def kill(self, run_id, number):
+        # Only a child not reaped yet is signalled: its pid cannot have been reused.
+        pid = self.ids.get(run_id)
+        if pid is None:
+            return
+        for target in (lambda: os.kill(pid, number), lambda: os.killpg(pid, number)):
+            try:
+                target()
+            except OSError:
+                pass
+
+    def kill_all(self):
+        for pid in list(self.runs):
+            for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                try:
+                    target()
+                except OSError:
+                    pass
+
+    def drop_stale(self):
+        now = time.monotonic()
+        for fd, conn in list(self.conns.items()):
+            if now - conn.since > UNPAIRED_TIMEOUT_S:
+                self.close_conn(fd)
+        for table in (self.plans, self.outs):
+            for token, entry in list(table.items()):
+                if now - entry[-1] > UNPAIRED_TIMEOUT_S:
+                    sock = entry[1] if table is self.plans else entry[0]
+                    sock.close()
+                    del table[token]
+                    if table is self.plans:
+                        self.send({"id": entry[0]["id"], "error": "no stdout connection arrived", "stage": "setup"})
+                        self.send({"id": entry[0]["id"], "exit": None, "signal": None})
+
+
+def run_child(plan, request, stdout, err_w, launcher_pid):
+    # In the forked child: nothing here may return to the loop. Failures go to the error pipe as "stage: message".
+    stage = "setup"
+    try:
+        signal.set_wakeup_fd(-1)
+        os.setsid()  # its own session and process group: a group kill reaches its descendants
+        os.dup2(request.fileno(), 0)
+        os.dup2(request.fileno(), 2)
+        if plan.get("stdoutFd", 1) == 3:  # bwrap: fd 1 is /dev/null, the stdout connection rides on fd 3
+            os.dup2(stdout.fileno(), 3)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+        else:
+            os.dup2(stdout.fileno(), 1)
+        for path in plan.get("cgroups", []):  # joined as the launcher's user, before anything of the run can fork
+            try:
+                with open(path, "w") as handle:
+                    handle.write(str(os.getpid()))
+            except OSError as error:
+                raise OSError(error.errno, "cannot join cgroup %s: %s" % (path, error.strerror))
+        for name, limit in plan.get("rlimits", {}).items():
+            resource.setrlimit(RLIMITS[name], (limit["soft"], limit["hard"]))
+        gid = plan.get("gid")
+        uid = plan.get("uid")
+        if gid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+        if PRCTL is not None:
+            PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+            if plan.get("noNewPrivs"):
+                PRCTL(PR_SET_NO_NEW_PRIVS, 1)
+        if os.getppid() != launcher_pid:  # the launcher died before the death signal was armed
+            os._exit(127)
+        try:
+            os.chdir(plan["cwd"])
+        except OSError as error:
+            raise OSError(error.errno, "cannot enter %s as uid %d: %s" % (plan["cwd"], os.getuid(), error.strerror))
+        for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)  # Python changed these; scripts get the defaults
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        # Exactly 0, 1, 2 (and 3 under bwrap) reach the run: nothing this process or the server inherited.
+        first = 4 if plan.get("stdoutFd", 1) == 3 else 3
+        os.closerange(first, err_w)
+        os.closerange(err_w + 1, 1 << 20)
+        stage = "exec"
+        argv = plan["argv"]
+        if "/" in argv[0]:
+            os.execve(argv[0], argv, plan["env"])
+        os.execvpe(argv[0], argv, plan["env"])  # a bare name is looked up on the run's own PATH
+    except BaseException as error:  # noqa: BLE001 - report anything, then leave as a failed exec does
+        try:
+            text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            if stage == "exec":
+                text = "%s: %s" % (plan["argv"][0], text)
+            os.write(err_w, ("%s: %s" % (stage, text)).encode("utf-8", "replace"))
+        finally:
+            os._exit(127)
+
+
+def main():
+    if sys.version_info < MIN_PYTHON:
+        sys.stdout.write(json.dumps({"fatal": "python %d.%d or later is needed" % MIN_PYTHON}) + "\n")
+        sys.stdout.flush()
+        sys.exit(3)
+    line = b""
+    while not line.endswith(b"\n"):  # unbuffered: nothing after this line may be read into a buffer
+        byte = os.read(0, 1)
+        if not byte:
+            sys.exit(0)
+        line += byte
+    secret = bytes.fromhex(json.loads(line)["secret"])
+    # Descriptors cgibox itself inherited (a shell's `exec 41<dir`) must not reach the runs, nor stay here.
+    os.closerange(3, 1 << 20)
+    launcher = Launcher(sys.argv[1], secret)
+    subreaper = False
+    if PRCTL is not None:
+        try:
+            PRCTL(PR_SET_CHILD_SUBREAPER, 1)  # orphans of runs are reaped here, never left as zombies
+            subreaper = True
+        except OSError:
+            pass
+    launcher.send({"ready": True, "python": "%d.%d" % sys.version_info[:2], "prctl": PRCTL is not None,
+                   "subreaper": subreaper})
+    launcher.loop()
+
+
+if __name__ == "__main__":
+    main()
