@@ -5,11 +5,12 @@ import fs from 'node:fs'
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
 import path from 'node:path'
-import type {Config} from './config.js'
+import {createBasicAuth, type BasicAuth} from './auth/basic-auth.js'
+import type {Config, Location} from './config.js'
 import {createCommandResolver} from './cgi/interpreter.js'
 import {runCgi} from './cgi/run-cgi.js'
 import type {CgiContext, RequestLine} from './cgi/context.js'
-import {HttpError, MethodNotAllowedError} from './errors.js'
+import {HttpError, MethodNotAllowedError, UnauthorizedError} from './errors.js'
 import {createBodySpooler} from './limits/body-limit.js'
 import {createGate} from './limits/concurrency.js'
 import {createConsoleLogger, type Logger} from './log.js'
@@ -76,6 +77,16 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     throw error
   })
   warnUnreachable(config, sandbox, logger)
+  let auths: Map<Location, BasicAuth>
+  try {
+    auths = await createAuths(config, logger)
+  } catch (error) {
+    await closeAll()
+    throw error
+  }
+  closers.push(() => {
+    for (const auth of auths.values()) auth.close()
+  })
   const {launch, runs} = createLaunch(launcher, sandbox)
   const gate = createGate(config)
   const spooler = createBodySpooler({dir: spoolDir, maxSpoolBytes: MAX_SPOOL_BYTES, bodyIdleTimeoutMs: BODY_IDLE_TIMEOUT_MS})
@@ -95,11 +106,13 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   async function dispatch(req: IncomingMessage, res: ServerResponse, line: RequestLine): Promise<void> {
     const query = line.url.indexOf('?')
     const pathname = query === -1 ? line.url : line.url.slice(0, query)
-    if (line.redirects === 0 && !router.hasAuth && fileCache.serve(req, res, pathname)) return
+    // Basic auth comes before anything is served, files from memory included; the script never starts without it.
+    const remoteUser = router.hasAuth ? await authenticate(req, router.locationOf(pathname)) : null
+    if (line.redirects === 0 && remoteUser === null && fileCache.serve(req, res, pathname)) return
     const route = await router.resolveRoute(pathname)
     switch (route.kind) {
       case 'script':
-        return runCgi(req, res, line, route.script, ctx)
+        return runCgi(req, res, {...line, remoteUser}, route.script, ctx)
       case 'redirect': {
         assertReadMethod(line.method)
         const location = route.location + (query === -1 ? '' : line.url.slice(query))
@@ -123,6 +136,15 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         fileCache.remember(pathname, route.filePath, res)
         return
     }
+  }
+
+  // The user a location's Basic auth lets in; null where no auth applies; 401 without valid credentials.
+  async function authenticate(req: IncomingMessage, location: Location | null): Promise<string | null> {
+    const auth = location === null ? undefined : auths.get(location)
+    if (auth === undefined) return null
+    const user = await auth.authenticate(req.headers.authorization)
+    if (user === null) throw new UnauthorizedError(auth.challenge, `auth: no valid credentials for ${location!.prefix}`)
+    return user
   }
 
   const server = http.createServer({requestTimeout: 0, headersTimeout: 60_000}, (req, res) => {
@@ -192,6 +214,27 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       return closing
     },
   }
+}
+
+// The Basic auth of every location that has one; an htpasswd file that cannot be read or parsed stops startup.
+async function createAuths(config: Config, logger: Logger): Promise<Map<Location, BasicAuth>> {
+  const auths = new Map<Location, BasicAuth>()
+  try {
+    for (const location of config.locations) {
+      if (location.auth === null) continue
+      auths.set(location, await createBasicAuth({
+        realm: location.auth.realm,
+        htpasswd: location.auth.htpasswd,
+        onError: (message) => logger.error(`auth: ${location.prefix}: ${message}; the last good version stays in use`),
+      }).catch((error: unknown) => {
+        throw new TypeError(`\`${location.option}.auth.htpasswd\`: ${(error as Error).message}`)
+      }))
+    }
+  } catch (error) {
+    for (const auth of auths.values()) auth.close()
+    throw error
+  }
+  return auths
 }
 
 // A line per directory the scripts' users cannot reach (a site under /root, a 0700 home): every run there would fail.

@@ -98,6 +98,7 @@ export async function createSandbox(config: Config, deps: Dependencies, options:
     }
     const levelOf = (location: Location | null): SandboxLevel => location?.sandbox ?? level
     validateRequirements(config, levelOf, bwrapUnavailableReason, root)
+    validateWritePaths(config, (location) => identities.forLevel(levelOf(location), location.user))
     let closed = false
     return {
       level,
@@ -181,6 +182,17 @@ function validateRequirements(config: Config, levelOf: (location: Location | nul
       throw new Error(`sandbox: location ${location.prefix} requires isolation (requireSandbox rlimit), but cgibox ` +
         `is not root, so its scripts would run as cgibox's own uid; run cgibox as root or use bwrap`)
     }
+  }
+}
+
+// Paths runs write to need one owner across runs: with a uid of the pool per run, the file one run creates could not
+// be written by the next (the hit counter that works once). Such a location needs `user`.
+function validateWritePaths(config: Config, identityOf: (location: Location) => Identity): void {
+  for (const location of config.locations) {
+    if (location.writePaths.length === 0 || identityOf(location).kind !== 'pool') continue
+    throw new Error(`sandbox: \`${location.option}.writePaths\` needs \`${location.option}.user\`: every run from the uid ` +
+      'pool has a uid of its own, so what one run writes there the next could not write; set `user` to the owner of ' +
+      `${location.writePaths.join(', ')}`)
   }
 }
 

@@ -35,8 +35,14 @@ interface Cli {
 }
 
 // Spawns `node dist/cli.js …args`; the process is killed (SIGKILL) when the test finishes if it is still running.
-function spawnCli(args: readonly string[], cwd = REPO): Cli {
-  const child = spawn(process.execPath, [cliPath, ...args], {cwd, stdio: ['ignore', 'pipe', 'pipe']})
+// `inherit` gives it descriptors of this process at the given numbers, as a shell's `exec 41<dir` would.
+function spawnCli(args: readonly string[], cwd = REPO, inherit: Readonly<Record<number, number>> = {}, env: NodeJS.ProcessEnv = process.env): Cli {
+  const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe']
+  for (const [at, fd] of Object.entries(inherit)) {
+    while (stdio.length < Number(at)) stdio.push('ignore')
+    stdio[Number(at)] = fd
+  }
+  const child = spawn(process.execPath, [cliPath, ...args], {cwd, stdio, env})
   let stdout = ''
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
@@ -85,6 +91,13 @@ async function waitForUrl(cli: Cli): Promise<{url: string; port: number}> {
   }
 }
 
+// Spawns cgibox and waits until it listens.
+async function startCli(args: readonly string[], cwd?: string, inherit?: Readonly<Record<number, number>>,
+  env?: NodeJS.ProcessEnv): Promise<Cli & {url: string; port: number}> {
+  const cli = spawnCli(args, cwd, inherit, env)
+  return {...cli, ...await waitForUrl(cli)}
+}
+
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
@@ -92,6 +105,54 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
+
+describe('first contact: the README quick start (npm start) on a fresh machine', () => {
+  test.each([['0700', 0o700], ['1777', 0o1777]])('with an empty TMPDIR of mode %s, the first request is a cgi-bin script at the default level, and it works', async (_mode, mode) => {
+    const tmp = path.join(await makeTempDir('first-contact'), 'tmp')
+    const {mkdir, chmod, readdir} = await import('node:fs/promises')
+    await mkdir(tmp)
+    await chmod(tmp, mode)
+    // As `npm start` does: no flag but the port, in the repository with its demo htdocs/ and cgi-bin/.
+    const cli = await startCli(['--port', '0'], REPO, {}, {...process.env, TMPDIR: tmp})
+    expect(cli.stdout()).toMatch(/^sandbox: (bwrap|rlimit) /m)
+    const first = await fetch(`${cli.url}cgi-bin/hello.sh`)
+    expect(first.status).toBe(200)
+    expect(await first.text()).toMatch(/^Hello from cgibox/)
+    // Then the demo: a .ts page (built into the cache cgibox made at startup), the date page, the home page.
+    const page = await fetch(`${cli.url}time.ts`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('Generated')
+    expect((await fetch(`${cli.url}cgi-bin/date.py`)).status).toBe(200)
+    expect((await fetch(cli.url)).status).toBe(200)
+    expect(cli.stderr()).not.toMatch(/error/i)
+    // As root cgibox keeps its run-time files in /run/cgibox: the user's TMPDIR is left as it was.
+    if (process.getuid?.() === 0) expect(await readdir(tmp)).toEqual([])
+  })
+})
+
+describe('descriptors cgibox inherits never reach a script', () => {
+  test.each(['none', 'rlimit', 'bwrap'])('at %s, a script started by a cgibox holding fds 41 (a directory) and 42 (a writable file) sees only 0, 1, 2', async (level) => {
+    const dir = await makeTempDir('cli-fds')
+    const cgiBin = path.join(dir, 'cgi-bin')
+    const {mkdir, open} = await import('node:fs/promises')
+    await mkdir(cgiBin)
+    await writeFile(path.join(cgiBin, 'fds.py'), [
+      '#!/usr/bin/env python3', 'import os', 'fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))',
+      'print("Content-Type: text/plain")', 'print()', 'print(" ".join(str(fd) for fd in fds[:-1]))',
+    ].join('\n') + '\n', {mode: 0o755})
+    const directory = await open('/etc', 'r')
+    const file = await open(path.join(dir, 'secret-log'), 'a')
+    onTestFinished(async () => {
+      await directory.close()
+      await file.close()
+    })
+    const cli = await startCli(['--htdocs', path.join(FIXTURES, 'htdocs'), '--cgi-bin', cgiBin, '--sandbox', level, '--port', '0'],
+      REPO, {41: directory.fd, 42: file.fd})
+    // The last descriptor the script lists is its own listing's; before it, only its stdio.
+    expect(await (await fetch(`${cli.url}cgi-bin/fds.py`)).text()).toBe('0 1 2\n')
+    expect(cli.stderr()).toMatch(/closed the descriptors it inherited: .*\b41\b.*\b42\b/)
+  })
+})
 
 describe('starting', () => {
   test('--port 0 prints http://127.0.0.1:<real port>/ and that URL serves the site and its scripts', async () => {
@@ -135,6 +196,16 @@ describe('bad options', () => {
     ['--access-log json', ['--access-log', 'json'], /access-?log/i],
     ['--bogus-flag', ['--bogus-flag'], /--bogus-flag/],
     ['--config /nonexistent.json', ['--config', '/nonexistent.json'], /--config/],
+    // A negative number says what was expected, not "argument is ambiguous".
+    ['--timeout -5', ['--timeout', '-5'], /^cgibox: Expected the `--timeout` option to be a non-negative integer, got `-5`$/m],
+    ['--max-output -1M', ['--max-output', '-1M'], /^cgibox: Expected the `--max-output` option to be a size in bytes/m],
+    // A bad value from a flag names the flag, never the config key behind it.
+    ['--timeout 0 names the flag', ['--timeout', '0'], /`--timeout` option/],
+    ['--max-concurrent 0', ['--max-concurrent', '0'], /`--max-concurrent` option/],
+    ['--memory lots', ['--memory', 'lots'], /`--memory` option.*like 65536, 512K, 64M or 1G/],
+    ['--htdocs /nonexistent', ['--htdocs', '/nonexistent/htdocs'], /`--htdocs` option to name a directory, got `\/nonexistent\/htdocs` \(it does not exist\)/],
+    ['--cgi-bin a file', ['--cgi-bin', path.join(FIXTURES, 'htdocs', 'hello.txt')], /`--cgi-bin` option to name a directory.*\(not a directory\)/],
+    ['--cgi-bin /nonexistent', ['--cgi-bin', '/nonexistent/cgi-bin'], /`--cgi-bin` option to name a directory/],
   ])('%s exits non-zero and names the option', async (_title, args, option) => {
     const {code, stdout, stderr} = await runCli([...FIXTURE_ARGS, '--port', '0', ...args])
     expect(code).not.toBe(0)
@@ -147,15 +218,52 @@ describe('bad options', () => {
     ['{"timeoutMs": -5}', {timeoutMs: -5}, /timeoutMs/],
     ['{"prot": 80}', {prot: 80}, /prot/],
     ['a mount without a program', {mounts: [{prefix: '/p/'}]}, /mounts\[0\]\.program/],
+    ['a JSON syntax error', '{\n  "port": 8080,\n  "timeoutMs" 5\n}\n', /cgibox\.json:3:15: /],
+    ['a trailing comma', '{"port": 8080,}', /cgibox\.json:1:15: /],
+    ['an htpasswd file that does not exist', {locations: [{prefix: '/a/', auth: {realm: 'r', htpasswd: 'missing.htpasswd'}}]}, /locations\[0\]\.auth\.htpasswd/],
   ])('a config file with %s exits non-zero and names the option', async (_title, content, option) => {
     const dir = await makeTempDir('cli')
     const file = path.join(dir, 'cgibox.json')
-    await writeFile(file, JSON.stringify(content))
+    await writeFile(file, typeof content === 'string' ? content : JSON.stringify(content))
     const {code, stdout, stderr} = await runCli([...FIXTURE_ARGS, '--port', '0', '--config', file])
     expect(code).not.toBe(0)
     expect(stdout).not.toContain('http://')
     expect(stderr).toMatch(option)
     expect(stderr.trim().split('\n')).toHaveLength(1)
+  })
+
+  test('-h and -v are --help and --version', async () => {
+    const help = await runCli(['-h'])
+    expect(help).toMatchObject({code: 0})
+    expect(help.stdout).toContain('Usage: cgibox [options]')
+    const version = await runCli(['-v'])
+    expect(version).toMatchObject({code: 0, stdout: `cgibox ${VERSION}\n`})
+  })
+
+  test('sizes take units on the command line', async () => {
+    const cli = await startCli([...FIXTURE_ARGS, '--port', '0', '--max-output', '1K'])
+    const response = await fetch(`${cli.url}cgi-bin/yes.sh`)
+    await response.arrayBuffer().catch(() => null)
+    // yes.sh writes forever: 1K of output is its cap (the record counts the chunk that crossed it).
+    await expect.poll(() => cli.stderr(), {timeout: 10_000}).toMatch(/run #1 \/cgi-bin\/yes\.sh .*kill=output-cap/)
+  })
+
+  test('a site without a script directory serves its files and pages, and says so once', async () => {
+    const dir = await makeTempDir('cli')
+    const htdocs = path.join(dir, 'htdocs')
+    await (await import('node:fs/promises')).mkdir(htdocs)
+    await writeFile(path.join(htdocs, 'index.html'), '<p>no cgi-bin here</p>\n')
+    const cli = await startCli(['--htdocs', htdocs, '--sandbox', 'none', '--port', '0'], dir)
+    expect(await (await fetch(cli.url)).text()).toBe('<p>no cgi-bin here</p>\n')
+    expect((await fetch(`${cli.url}cgi-bin/x.sh`)).status).toBe(404)
+    expect(cli.stderr().match(/no script directory/g)).toHaveLength(1)
+  })
+
+  test('SIGHUP does not end the server: it is logged and ignored', async () => {
+    const cli = await startCli([...FIXTURE_ARGS, '--port', '0'])
+    cli.child.kill('SIGHUP')
+    await expect.poll(() => cli.stderr(), {timeout: 5_000}).toContain('SIGHUP ignored')
+    expect((await fetch(`${cli.url}hello.txt`)).status).toBe(200)
   })
 
   test('a mount whose program does not exist is refused at startup, naming the option', async () => {
