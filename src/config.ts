@@ -1,6 +1,7 @@
 // The settings of one cgibox server: defaults in one place, validated once at startup (execa normalizeOptions).
 // Nothing here is validated per request; every other module reads a frozen Config with no optional fields.
 import os, {availableParallelism} from 'node:os'
+import fs from 'node:fs'
 import path from 'node:path'
 import bytes from 'bytes'
 
@@ -92,6 +93,18 @@ export interface Config {
   readonly queueTimeoutMs: number
   /** How long running scripts may finish after SIGINT/SIGTERM. Default: `5_000`. */
   readonly shutdownGraceMs: number
+  /** Connections open at once; past it the oldest idle one is closed (or the new one). Default: `min(10 000, open files / 4)`. */
+  readonly maxConnections: number
+  /** How long a connection may take to send a request's headers, or stay silent before its first. Default: `10_000`. */
+  readonly headersTimeoutMs: number
+  /** How long an idle keep-alive connection stays open after a response. Default: `5_000`. */
+  readonly keepAliveTimeoutMs: number
+  /** How long the whole request (headers and body) may take to arrive; 0 = no limit. Default: `300_000`. */
+  readonly requestTimeoutMs: number
+  /** A request body (to a script or an upload) that sends nothing for this long is dropped with 408. Default: `30_000`. */
+  readonly bodyIdleTimeoutMs: number
+  /** Bytes all spooled (chunked) bodies and uploads in progress may hold on disk at once; 503 past it. Default: `512 MiB`. */
+  readonly maxSpoolBytes: number
   /** Per-prefix policy, in config order; `mounts` entries come first, as locations with a program. */
   readonly locations: readonly Location[]
   /** Extension (lower case, with dot) → command that runs a script with it. */
@@ -125,7 +138,7 @@ export interface Config {
 
 const MIB = 1024 * 1024
 /** Limits and settings counted in bytes: they accept sizes with units (`512M`, `1G`, `64KiB`). */
-const SIZE_KEYS = new Set(['maxOutputBytes', 'maxBodyBytes', 'maxHeaderBytes', 'memoryBytes', 'maxFileBytes', 'tmpBytes', 'maxStderrBytes', 'maxUploadBytes'])
+const SIZE_KEYS = new Set(['maxOutputBytes', 'maxBodyBytes', 'maxHeaderBytes', 'memoryBytes', 'maxFileBytes', 'tmpBytes', 'maxStderrBytes', 'maxUploadBytes', 'maxSpoolBytes'])
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   timeoutMs: 30_000,
@@ -157,6 +170,7 @@ export const DEFAULT_INTERPRETERS: Readonly<Record<string, readonly string[]>> =
 const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]
 const TOP_KEYS = [
   'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
+  'maxConnections', 'headersTimeoutMs', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'bodyIdleTimeoutMs', 'maxSpoolBytes',
   'mounts', 'locations', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart',
   'uidPoolSize', 'upload', 'maxUploadBytes', 'runtimeDir', 'cacheDir', 'accessLog', 'staticCacheMs', 'limits',
   ...LIMIT_KEYS,
@@ -176,6 +190,18 @@ export function defaultRuntimeBase(): string {
   const xdg = process.env.XDG_RUNTIME_DIR
   if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'cgibox')
   return path.join(os.tmpdir(), `cgibox-${process.getuid?.() ?? 0}`)
+}
+
+// A connection cap below the open-files limit: a quarter of it (each run also holds descriptors), at most 10 000.
+function defaultMaxConnections(): number {
+  let openFiles = 1024
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'))
+    if (match) openFiles = Number(match[1])
+  } catch {
+    // no /proc: the usual default of 1024
+  }
+  return Math.max(64, Math.min(10_000, Math.floor(openFiles / 4)))
 }
 
 // Raw settings as they come from a JSON file or the command line; limits may sit at the top level or under `limits`.
@@ -209,6 +235,12 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     maxQueued = 100,
     queueTimeoutMs = 10_000,
     shutdownGraceMs = 5_000,
+    maxConnections = defaultMaxConnections(),
+    headersTimeoutMs = 10_000,
+    keepAliveTimeoutMs = 5_000,
+    requestTimeoutMs = 300_000,
+    bodyIdleTimeoutMs = 30_000,
+    maxSpoolBytes = 512 * MIB,
     mounts = [],
     locations = [],
     interpreters = {},
@@ -239,6 +271,12 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     maxQueued: expectInteger('maxQueued', maxQueued, 0),
     queueTimeoutMs: expectInteger('queueTimeoutMs', queueTimeoutMs, 0),
     shutdownGraceMs: expectInteger('shutdownGraceMs', shutdownGraceMs, 0),
+    maxConnections: expectInteger('maxConnections', maxConnections, 1),
+    headersTimeoutMs: expectInteger('headersTimeoutMs', headersTimeoutMs, 1),
+    keepAliveTimeoutMs: expectInteger('keepAliveTimeoutMs', keepAliveTimeoutMs, 1),
+    requestTimeoutMs: expectInteger('requestTimeoutMs', requestTimeoutMs, 0),
+    bodyIdleTimeoutMs: expectInteger('bodyIdleTimeoutMs', bodyIdleTimeoutMs, 1),
+    maxSpoolBytes: expectSize('maxSpoolBytes', maxSpoolBytes, 0),
     locations: [
       ...expectArray('mounts', mounts).map((mount, index) =>
         normalizeLocation(mount, `mounts[${index}]`, limits, normalizedPassAuthorization, baseDir, true)),

@@ -42,10 +42,8 @@ export interface ServerOptions {
   readonly sandbox?: SandboxOptions
 }
 
-/** Bytes all chunked request bodies and uploads in progress may hold on disk at once. */
-const MAX_SPOOL_BYTES = 512 * 1024 * 1024
-/** A request body that sends nothing for this long is dropped (408) and its spool deleted. */
-const BODY_IDLE_TIMEOUT_MS = 30_000
+/** How often Node checks the header and request timeouts (its default is 30 s, which lets a silent socket live on). */
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000
 
 // Starts cgibox on config.host:config.port and resolves once it is listening.
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
@@ -89,7 +87,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   })
   const {launch, runs} = createLaunch(launcher, sandbox)
   const gate = createGate(config)
-  const spooler = createBodySpooler({dir: spoolDir, maxSpoolBytes: MAX_SPOOL_BYTES, bodyIdleTimeoutMs: BODY_IDLE_TIMEOUT_MS})
+  const spooler = createBodySpooler({dir: spoolDir, maxSpoolBytes: config.maxSpoolBytes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs})
   const fileCache = createFileCache({validMs: config.staticCacheMs, maxFileBytes: 256 * 1024, maxTotalBytes: 64 * 1024 * 1024})
   let nextRequestId = 1
   const ctx: CgiContext = {
@@ -147,14 +145,21 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     return user
   }
 
-  const server = http.createServer({requestTimeout: 0, headersTimeout: 60_000}, (req, res) => {
+  const server = http.createServer({
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: config.headersTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+  }, (req, res) => {
     const requestId = nextRequestId++
+    connections.busy(req.socket)
     const started = new Date()
     const socket = req.socket
     const remoteAddress = socket.remoteAddress ?? '-'
     const bytesBefore = socket.bytesWritten
     const clientGone = new AbortController()
     res.once('close', () => {
+      connections.idle(socket)
       if (!res.writableFinished) clientGone.abort(new Error('client went away'))
       logger.access({
         remoteAddress,
@@ -173,11 +178,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     }
     dispatch(req, res, line).catch((error: unknown) => sendError(req, res, error, logger, requestId))
   })
-  const sockets = new Set<Socket>()
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-  })
+  const connections = trackConnections(server, config.maxConnections)
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -208,7 +209,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
           // Killed runs end within the kill grace; the last connections then close.
           await runs.whenIdle(config.limits.killGraceMs + 1_000)
         }
-        for (const socket of sockets) socket.destroy()
+        connections.destroyAll()
         await closed
       })().finally(closeAll)
       return closing
@@ -250,6 +251,39 @@ function warnUnreachable(config: Config, sandbox: Sandbox, logger: Logger): void
       const blocked = blockingDirectory(target, probe.uid, [probe.gid])
       if (blocked !== null) logger.info(`warning: scripts running as ${probe.who} cannot reach ${target}: ${blocked} is not searchable by them`)
     }
+  }
+}
+
+// Every open connection and whether a request is in flight on it. Past maxConnections, a new connection makes room
+// by closing the oldest idle one (a silent socket, one between requests, one still sending its headers); when every
+// connection has a request in flight, the new one is closed instead. Service goes on at the cap.
+function trackConnections(server: http.Server, maxConnections: number) {
+  const sockets = new Map<Socket, number>() // socket → requests in flight; insertion order = oldest first
+  server.on('connection', (socket: Socket) => {
+    if (sockets.size >= maxConnections) {
+      const oldestIdle = [...sockets].find(([, busy]) => busy === 0)?.[0]
+      if (oldestIdle === undefined) {
+        socket.destroy()
+        return
+      }
+      sockets.delete(oldestIdle)
+      oldestIdle.destroy()
+    }
+    sockets.set(socket, 0)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  return {
+    get size() { return sockets.size },
+    busy(socket: Socket) {
+      if (sockets.has(socket)) sockets.set(socket, sockets.get(socket)! + 1)
+    },
+    idle(socket: Socket) {
+      const busy = sockets.get(socket)
+      if (busy !== undefined) sockets.set(socket, Math.max(0, busy - 1))
+    },
+    destroyAll() {
+      for (const socket of sockets.keys()) socket.destroy()
+    },
   }
 }
 

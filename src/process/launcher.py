@@ -8,7 +8,8 @@
 #   `{"kill": id, "signal": n}` (the run's direct child and its process group). EOF: kill every run, exit.
 # - stdout (to the server): JSON lines `{"ready": true, ...}`, `{"id", "pid"}` once forked, `{"id", "error", "stage"}`
 #   when setup or exec failed in the child, `{"id", "exit", "signal"}` once the launcher reaped it.
-# - each run opens two connections to the unix socket (in a 0700 directory):
+# - argv: the socket's directory (0700) and its name in it.
+# - each run opens two connections to the unix socket:
 #   A: b"CGBR" + 32-byte launcher secret + u32 length + JSON plan; then the request body. It becomes the run's
 #      stdin (fd 0) and stderr (fd 2): the server writes the body and reads stderr on it.
 #   B: b"CGBO" + 16-byte run token (from the plan): it becomes the run's stdout (fd 1, or fd 3 with /dev/null on 1).
@@ -82,10 +83,15 @@ class Conn:
 
 
 class Launcher:
-    def __init__(self, socket_path, secret):
+    def __init__(self, socket_dir, socket_name, secret):
         self.secret = secret
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.listener.bind(socket_path)
+        # Bound through a descriptor of its directory: a unix socket path has at most 107 bytes, a TMPDIR may be deep.
+        dir_fd = os.open(socket_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.listener.bind("/proc/self/fd/%d/%s" % (dir_fd, socket_name))
+        finally:
+            os.close(dir_fd)
         self.listener.listen(1024)
         self.listener.setblocking(False)
         self.poller = select.epoll()
@@ -422,7 +428,7 @@ def main():
     secret = bytes.fromhex(json.loads(line)["secret"])
     # Descriptors cgibox itself inherited (a shell's `exec 41<dir`) must not reach the runs, nor stay here.
     os.closerange(3, 1 << 20)
-    launcher = Launcher(sys.argv[1], secret)
+    launcher = Launcher(sys.argv[1], sys.argv[2], secret)
     subreaper = False
     if PRCTL is not None:
         try:

@@ -79,6 +79,7 @@ interface PendingRun {
 interface Helper {
   readonly process: ChildProcess
   readonly secret: Buffer
+  /** The socket's path as connect() takes it: through a descriptor of its directory, short whatever the depth. */
   readonly socketPath: string
   readonly ready: Promise<{python: string; subreaper: boolean}>
   alive: boolean
@@ -93,12 +94,15 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
     throw new Error(`launcher: cgibox starts scripts through python3 (3.9 or later), which is not installed at ${PYTHON_CANDIDATES.join(', ')}`)
   }
   const runs = new Map<number, PendingRun>()
+  // Unix socket paths have at most 107 bytes; through a descriptor of the directory any depth fits.
+  const socketDirFd = fs.openSync(options.socketDir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
   let nextId = 1
   let closing = false
   let restarts = 0
   let helper = startHelper(python, options, runs)
   const first = await helper.ready.catch((error: unknown) => {
     helper.process.kill('SIGKILL')
+    fs.closeSync(socketDirFd)
     throw error
   })
   const info = {python: first.python, subreaper: first.subreaper, get restarts() { return restarts }}
@@ -168,14 +172,17 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
         },
       }
     },
-    close() {
+    async close() {
+      if (closing) return
       closing = true
       const current = helper
-      if (!current.alive) return Promise.resolve()
-      return new Promise((resolve) => {
-        current.process.once('exit', () => resolve())
-        current.process.stdin!.end() // EOF: the launcher kills what is left of its runs and exits
-      })
+      if (current.alive) {
+        await new Promise<void>((resolve) => {
+          current.process.once('exit', () => resolve())
+          current.process.stdin!.end() // EOF: the launcher kills what is left of its runs and exits
+        })
+      }
+      fs.closeSync(socketDirFd)
     },
   }
 
@@ -184,10 +191,11 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
   }
 
   function startHelper(pythonPath: string, opts: LauncherOptions, table: Map<number, PendingRun>): Helper {
-    const socketPath = path.join(opts.socketDir, `launcher-${process.pid}-${randomBytes(4).toString('hex')}.sock`)
+    const socketName = `launcher-${process.pid}-${randomBytes(4).toString('hex')}.sock`
+    const socketPath = `/proc/self/fd/${socketDirFd}/${socketName}`
     const secret = randomBytes(32)
     // Nothing of the server's environment: runs get theirs whole from each plan, and the launcher needs none.
-    const child = spawn(pythonPath, ['-I', '-S', LAUNCHER_SOURCE, socketPath], {
+    const child = spawn(pythonPath, ['-I', '-S', LAUNCHER_SOURCE, opts.socketDir, socketName], {
       stdio: ['pipe', 'pipe', 'inherit'], env: {PATH: '/usr/bin:/bin', LANG: 'C.UTF-8'},
     })
     child.stdin!.on('error', () => {})
@@ -234,7 +242,7 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
     })
     child.once('exit', () => {
       self.alive = false
-      fs.rmSync(socketPath, {force: true})
+      fs.rmSync(path.join(opts.socketDir, socketName), {force: true})
       // Runs whose end can no longer be reported: the launcher killed their process groups as it went.
       for (const [id, run] of table) {
         if (run.owner === self) finishRun(table, id, {code: null, signal: 'SIGKILL', failure: run.failure})

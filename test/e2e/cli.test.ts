@@ -36,13 +36,15 @@ interface Cli {
 
 // Spawns `node dist/cli.js …args`; the process is killed (SIGKILL) when the test finishes if it is still running.
 // `inherit` gives it descriptors of this process at the given numbers, as a shell's `exec 41<dir` would.
-function spawnCli(args: readonly string[], cwd = REPO, inherit: Readonly<Record<number, number>> = {}, env: NodeJS.ProcessEnv = process.env): Cli {
+function spawnCli(args: readonly string[], cwd = REPO, inherit: Readonly<Record<number, number>> = {}, env: NodeJS.ProcessEnv = process.env,
+  prefix: readonly string[] = []): Cli {
   const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe']
   for (const [at, fd] of Object.entries(inherit)) {
     while (stdio.length < Number(at)) stdio.push('ignore')
     stdio[Number(at)] = fd
   }
-  const child = spawn(process.execPath, [cliPath, ...args], {cwd, stdio, env})
+  const [command, ...rest] = [...prefix, process.execPath, cliPath, ...args]
+  const child = spawn(command!, rest, {cwd, stdio, env})
   let stdout = ''
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
@@ -127,6 +129,34 @@ describe('first contact: the README quick start (npm start) on a fresh machine',
     expect(cli.stderr()).not.toMatch(/error/i)
     // As root cgibox keeps its run-time files in /run/cgibox: the user's TMPDIR is left as it was.
     if (process.getuid?.() === 0) expect(await readdir(tmp)).toEqual([])
+  })
+})
+
+describe.skipIf(process.getuid?.() !== 0)('cgibox started by an unprivileged user', () => {
+  // As user nobody, with a private TMPDIR of its own (the only place it may write).
+  async function asNobody(args: readonly string[]): Promise<Cli> {
+    const tmp = await makeTempDir('nobody')
+    const {chown} = await import('node:fs/promises')
+    await chown(tmp, 65_534, 65_534)
+    return spawnCli(args, REPO, {}, {PATH: '/usr/bin:/bin', TMPDIR: tmp},
+      ['/usr/bin/setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'])
+  }
+
+  test('says plainly at startup that scripts share its uid, and still serves them', async () => {
+    const cli = await asNobody([...FIXTURE_ARGS.slice(0, -2), '--sandbox', 'rlimit', '--port', '0'])
+    const {url} = await waitForUrl(cli)
+    expect(cli.stdout()).toMatch(/^sandbox: rlimit \(.*runs as cgibox's own uid 65534: scripts can read cgibox's environment and signal it/m)
+    const env = parseEnvDump(await (await fetch(`${url}cgi-bin/env.py`)).text())
+    expect(env.SCRIPT_NAME).toBe('/cgi-bin/env.py')
+  })
+
+  test('refuses a location that requires isolation at rlimit (its scripts would share cgibox\'s uid)', async () => {
+    const dir = await makeTempDir('cli')
+    const file = path.join(dir, 'cgibox.json')
+    await writeFile(file, JSON.stringify({locations: [{prefix: '/cgi-bin/', requireSandbox: 'rlimit'}]}))
+    const cli = await asNobody([...FIXTURE_ARGS.slice(0, -2), '--sandbox', 'rlimit', '--port', '0', '--config', file])
+    expect(await withTimeout(cli.exited, EXIT_TIMEOUT_MS, 'cgibox did not exit')).not.toBe(0)
+    expect(cli.stderr()).toMatch(/requires isolation \(requireSandbox rlimit\), but cgibox is not root/)
   })
 })
 

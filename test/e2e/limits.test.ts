@@ -1,6 +1,6 @@
 // Runaway scripts: deadlines, output caps, stderr floods, lingering processes, and the kill reasons in the log.
 import {describe, expect, test} from 'vitest'
-import {getFully} from '../helpers/http.js'
+import {getFully, openSocket, readUntil} from '../helpers/http.js'
 import {isAlive, startTestServer} from '../helpers/server.js'
 
 const pidOf = (headers: Record<string, string | string[] | undefined>) => Number(headers['x-cgi-pid'])
@@ -76,5 +76,19 @@ describe('a script that closes stdout and lingers', () => {
     expect(isAlive(pid)).toBe(true)
     await expect.poll(() => isAlive(pid), {timeout: 5_000}).toBe(false)
     await expect.poll(() => server.log.runs[0]?.killReason, {timeout: 5_000}).toBe('deadline')
+  })
+})
+
+describe('client gone', () => {
+  test('every hop of a chain of local redirects dies with the client, not only the last', async () => {
+    const server = await startTestServer({timeoutMs: 60_000, killGraceMs: 200})
+    const socket = await openSocket(server.port)
+    socket.write('GET /cgi-bin/hop.sh HTTP/1.1\r\nHost: x\r\n\r\n')
+    // Hops 0, 1 and 2 answered Location and linger; hop 3 is trickling its body.
+    await readUntil(socket, (data) => data.includes('tick'))
+    expect(server.log.runs).toEqual([])
+    socket.destroy()
+    await expect.poll(() => server.log.runs.length, {timeout: 10_000}).toBe(4)
+    expect(server.log.runs.map((run) => run.killReason)).toEqual(['client-gone', 'client-gone', 'client-gone', 'client-gone'])
   })
 })

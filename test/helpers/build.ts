@@ -1,7 +1,7 @@
 // The real `cgibox` built from src/ as `npm run build` builds it (tsc, then launcher.py beside the JavaScript), into a
 // directory of its own with package.json and node_modules beside dist/, so tests never race a build into dist/.
 import {execFile} from 'node:child_process'
-import {copyFile, mkdtemp, rm, stat, symlink} from 'node:fs/promises'
+import {chmod, copyFile, mkdtemp, rm, stat, symlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -18,6 +18,7 @@ export interface Build {
 // Builds into a fresh directory; rejects with tsc's output when no dist/cli.js came out.
 export async function buildCli(): Promise<Build> {
   const root = await mkdtemp(path.join(process.env.CGIBOX_TEST_SITES ?? tmpdir(), 'cgibox-build-'))
+  await chmod(root, 0o755) // a test may run it as another user
   await copyFile(path.join(REPO, 'package.json'), path.join(root, 'package.json'))
   await symlink(path.join(REPO, 'node_modules'), path.join(root, 'node_modules'))
   const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc')
