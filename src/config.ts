@@ -71,6 +71,8 @@ export interface Location {
   readonly auth: AuthSettings | null
   /** Limits of runs here (global limits with this location's overrides). */
   readonly limits: Limits
+  /** Run Python scripts here in a warm zygote where it is safe. Default: the global `warmPython`. */
+  readonly warmPython: boolean
 }
 
 export interface Config {
@@ -116,6 +118,11 @@ export interface Config {
   readonly env: Readonly<Record<string, string>>
   /** Export the Authorization header to scripts (HTTP_AUTHORIZATION). Default: `false`. */
   readonly passAuthorization: boolean
+  /**
+   * Run `python3 script.py` scripts in a warm zygote (a python3 past its start-up that forks per run) at the none and
+   * rlimit levels; bwrap runs are always exec'd. Default: `true`.
+   */
+  readonly warmPython: boolean
   /** User scripts run as when cgibox runs as root at the `none` level (and with uidPoolSize 0). Default: `nobody`. */
   readonly user: string
   /** First uid of the per-run uid pool: when cgibox is root, each rlimit/bwrap run gets a uid of its own. Default: `61000`. */
@@ -172,12 +179,12 @@ const TOP_KEYS = [
   'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
   'maxConnections', 'headersTimeoutMs', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'bodyIdleTimeoutMs', 'maxSpoolBytes',
   'mounts', 'locations', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart',
-  'uidPoolSize', 'upload', 'maxUploadBytes', 'runtimeDir', 'cacheDir', 'accessLog', 'staticCacheMs', 'limits',
+  'uidPoolSize', 'upload', 'maxUploadBytes', 'runtimeDir', 'cacheDir', 'accessLog', 'staticCacheMs', 'warmPython', 'limits',
   ...LIMIT_KEYS,
 ]
 const LOCATION_KEYS = [
   'prefix', 'program', 'sandbox', 'user', 'readPaths', 'writePaths', 'env', 'passAuthorization', 'requireSandbox',
-  'auth', 'limits', ...LIMIT_KEYS,
+  'auth', 'warmPython', 'limits', ...LIMIT_KEYS,
 ]
 /** Keys whose values are paths, resolved against the config file's directory (command-line.ts) or baseDir. */
 export const PATH_KEYS = ['htdocs', 'cgiBin', 'runtimeDir', 'cacheDir'] as const
@@ -255,7 +262,9 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     runtimeDir = defaultRuntimeBase(),
     accessLog = 'combined',
     staticCacheMs = 1_000,
+    warmPython = true,
   } = raw
+  const normalizedWarmPython = expectBoolean('warmPython', warmPython)
   const normalizedRuntimeDir = path.resolve(baseDir, expectString('runtimeDir', runtimeDir))
   const cacheDir = raw.cacheDir ?? path.join(normalizedRuntimeDir, 'ts-cache')
   const limits = normalizeLimits(raw, DEFAULT_LIMITS, '')
@@ -279,9 +288,9 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     maxSpoolBytes: expectSize('maxSpoolBytes', maxSpoolBytes, 0),
     locations: [
       ...expectArray('mounts', mounts).map((mount, index) =>
-        normalizeLocation(mount, `mounts[${index}]`, limits, normalizedPassAuthorization, baseDir, true)),
+        normalizeLocation(mount, `mounts[${index}]`, {limits, passAuthorization: normalizedPassAuthorization, warmPython: normalizedWarmPython}, baseDir, true)),
       ...expectArray('locations', locations).map((location, index) =>
-        normalizeLocation(location, `locations[${index}]`, limits, normalizedPassAuthorization, baseDir, false)),
+        normalizeLocation(location, `locations[${index}]`, {limits, passAuthorization: normalizedPassAuthorization, warmPython: normalizedWarmPython}, baseDir, false)),
     ],
     interpreters: normalizeInterpreters(interpreters),
     pageExtensions: expectStringArray('pageExtensions', pageExtensions).map((extension) =>
@@ -297,6 +306,7 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
     accessLog: expectOneOf('accessLog', accessLog, ['combined', 'common', 'off'] as const),
     staticCacheMs: expectInteger('staticCacheMs', staticCacheMs, 0),
+    warmPython: normalizedWarmPython,
   }
   validateUniquePrefixes(config.locations)
   return deepFreeze(config)
@@ -318,8 +328,9 @@ function normalizeLimits(raw: RawConfig, base: Limits, scope: string): Limits {
 }
 
 // One entry of `locations` (or of `mounts`, the older name of locations with a program, which must have one).
-function normalizeLocation(value: unknown, where: string, limits: Limits, passAuthorization: boolean, baseDir: string,
-  needsProgram: boolean): Location {
+function normalizeLocation(value: unknown, where: string, inherited: {limits: Limits; passAuthorization: boolean; warmPython: boolean},
+  baseDir: string, needsProgram: boolean): Location {
+  const {limits, passAuthorization} = inherited
   const scope = `${where}.`
   const raw = expectObject(where, value)
   validateKnownKeys(raw, LOCATION_KEYS, where)
@@ -346,6 +357,7 @@ function normalizeLocation(value: unknown, where: string, limits: Limits, passAu
       ? passAuthorization
       : expectBoolean(`${scope}passAuthorization`, raw.passAuthorization),
     auth: raw.auth === undefined || raw.auth === null ? null : normalizeAuth(raw.auth, `${scope}auth`, baseDir),
+    warmPython: raw.warmPython === undefined ? inherited.warmPython : expectBoolean(`${scope}warmPython`, raw.warmPython),
   }
 }
 

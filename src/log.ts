@@ -14,6 +14,8 @@ export interface RunRecord {
   readonly ms: number
   readonly bytesIn: number
   readonly bytesOut: number
+  /** Whether it ran in a warm Python zygote (else exec'd). */
+  readonly warm?: boolean
 }
 
 export interface AccessRecord {
@@ -58,7 +60,8 @@ export function formatAccessLine(record: AccessRecord, format: 'combined' | 'com
 export function formatRunLine(record: RunRecord): string {
   const outcome = record.signal ? `signal=${record.signal}` : `exit=${record.code}`
   return `run #${record.requestId} ${escapeField(record.script)} pid=${record.pid} ${outcome}` +
-    ` kill=${record.killReason ?? '-'} limit=${record.limitHit ?? '-'} ms=${record.ms} in=${record.bytesIn} out=${record.bytesOut}`
+    ` kill=${record.killReason ?? '-'} limit=${record.limitHit ?? '-'} ms=${record.ms} in=${record.bytesIn} out=${record.bytesOut}` +
+    (record.warm ? ' warm=1' : '')
 }
 
 // The logger cgibox uses when run from the command line: access lines to stdout, the rest to stderr.

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import type {Config} from '../config.js'
 import {BadGatewayError, ForbiddenError, ScriptSetupError} from '../errors.js'
+import type {WarmPython} from '../process/run-plan.js'
 import type {ScriptRoute} from '../route.js'
 import {createTsRunner, type TsRunner} from './ts-runner.js'
 
@@ -25,6 +26,8 @@ export interface Command {
   readonly argv: string[]
   /** Files the run must see besides its argv and directory (a `#!` interpreter, bound under bwrap). */
   readonly readPaths: string[]
+  /** Set when argv is exactly `python3 script` (by the map or the #! line): the run may start in a warm zygote. */
+  readonly warm?: WarmPython | null
 }
 
 // What run-cgi asks for a script's argv.
@@ -72,7 +75,8 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
       // No known extension and not executable: nothing could run it (lighttpd cgi.execute-x-only).
       throw new ForbiddenError('cgi: script is not executable')
     }
-    return {argv: await interpreterCommand(interpreter, extension, script.scriptFilename), readPaths: []}
+    const argv = await interpreterCommand(interpreter, extension, script.scriptFilename)
+    return {argv, readPaths: [], warm: warmPythonOf(argv, script.scriptFilename)}
   }
 
   // The argv of the map's interpreter for a script.
@@ -111,7 +115,11 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
       }
     }
     if (isPhpCgi(interpreter)) return {argv: [interpreter], readPaths: []}
-    return {argv: [scriptFilename], readPaths: [interpreter]}
+    // `#!/usr/bin/python3` or `#!/usr/bin/env python3`, no flags: what a zygote of that python reproduces.
+    const python = words.length === 1 ? interpreter
+      : path.basename(interpreter) === 'env' && words.length === 2 ? await lookUpProgram(words[1]!) : null
+    const warm = python !== null ? warmPythonOf([python, scriptFilename], scriptFilename) : null
+    return {argv: [scriptFilename], readPaths: [interpreter], warm}
   }
 
   // The first line of a file when it starts with `#!`, else null; cached per version (mtime, size, inode).
@@ -164,6 +172,12 @@ async function readFirstLine(file: string): Promise<string | null> {
 
 function isExecutableMode(mode: number): boolean {
   return (mode & 0o111) !== 0
+}
+
+// `python3 script` exactly (python3 or python3.N, no flags): the warm zygote's case.
+function warmPythonOf(argv: readonly string[], scriptFilename: string): WarmPython | null {
+  if (argv.length !== 2 || argv[1] !== scriptFilename || !/^python3(\.\d+)?$/.test(path.basename(argv[0]!))) return null
+  return {interpreter: argv[0]!, script: scriptFilename}
 }
 
 function isPhpCgi(program: string): boolean {

@@ -62,6 +62,7 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
       readPaths: [ctx.documentRoot, ...command.readPaths],
       body: body !== null && body.length !== null && body.length > 0 ? body.open() : null,
       clientGone: line.clientGone,
+      warm: command.warm ?? null,
     })
   } catch (error) {
     release()
@@ -104,6 +105,7 @@ function logRun(ctx: CgiContext, requestId: number, script: ScriptRoute, outcome
     ms: outcome.ms,
     bytesIn: outcome.bytesIn,
     bytesOut: outcome.bytesOut,
+    warm: outcome.warm,
   })
 }
 

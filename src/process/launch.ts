@@ -3,6 +3,7 @@
 import type {Readable} from 'node:stream'
 import type {Limits, Location} from '../config.js'
 import type {Launcher} from './launcher.js'
+import type {WarmPython} from './run-plan.js'
 import {startRun, type KillReason, type Run} from './run.js'
 import type {Sandbox} from './sandbox.js'
 
@@ -17,6 +18,8 @@ export interface LaunchRequest {
   readonly readPaths: readonly string[]
   /** The request body for stdin, or null. */
   readonly body: Readable | null
+  /** A Python script that may start in a warm zygote; null: exec. */
+  readonly warm?: WarmPython | null
   readonly clientGone?: AbortSignal
 }
 

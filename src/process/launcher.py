@@ -15,6 +15,14 @@
 #   B: b"CGBO" + 16-byte run token (from the plan): it becomes the run's stdout (fd 1, or fd 3 with /dev/null on 1).
 #   Stdout gets a connection of its own so that a script that closes it and lingers ends its response at once.
 # The launcher reads exactly the header of each connection, never a byte of the body.
+#
+# Warm Python: a plan with "warm": {"interpreter", "script"} may run in a zygote instead of by exec: a python3 of that
+# interpreter (this file with --zygote), started once, past its interpreter start-up, that forks per run. The child
+# takes the same steps as an exec'd run, then becomes the script: a fresh os.environ, sys.argv, sys.path[0], fresh
+# sys.stdin/stdout/stderr on fds 0-2 with the encodings a fresh python3 picks, and runpy as __main__. Each run is
+# still a fresh process that shares nothing with other runs (the zygote never runs a script itself). While a zygote
+# starts, or when it cannot, the plan's argv is exec'd as usual. The zygote reports forks and exits to the launcher
+# over a SOCK_SEQPACKET pair, the run's descriptors travel with SCM_RIGHTS.
 import hmac
 import json
 import os
@@ -70,6 +78,20 @@ def load_prctl():
 PRCTL = load_prctl()
 
 
+# What a zygote starts with: the environment a run's python starts with, minus what differs per run.
+ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+
+
+class Zygote:
+    __slots__ = ("interpreter", "pid", "channel", "ready")
+
+    def __init__(self, interpreter, pid, channel):
+        self.interpreter = interpreter
+        self.pid = pid
+        self.channel = channel
+        self.ready = False
+
+
 class Conn:
     __slots__ = ("sock", "header", "need", "kind", "plan_len", "since")
 
@@ -101,6 +123,9 @@ class Launcher:
         self.runs = {}  # pid -> run id, for runs not reaped yet
         self.ids = {}  # run id -> pid
         self.errpipes = {}  # fd -> (run id, pid, bytes so far)
+        self.zygotes = {}  # interpreter -> Zygote
+        self.zygote_fds = {}  # channel fd -> Zygote
+        self.warm_runs = {}  # run id -> Zygote that forked it (until it reports the exit)
         self.out = sys.stdout.buffer
         self.control = sys.stdin.buffer.raw
         self.pending = b""
@@ -135,6 +160,8 @@ class Launcher:
                         self.reap()
                     elif fd in self.errpipes:
                         self.read_errpipe(fd)
+                    elif fd in self.zygote_fds:
+                        self.read_zygote(self.zygote_fds[fd])
                     elif fd in self.conns:
                         self.read_header(fd)
                 except Exception as error:  # noqa: BLE001 - a bad message never kills the launcher
@@ -225,6 +252,22 @@ class Launcher:
         stdout, _ = self.outs.pop(token)
         run_id = plan["id"]
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        zygote = self.zygote_for(plan.get("warm"))
+        if zygote is not None:
+            try:
+                socket.send_fds(zygote.channel, [json.dumps({"run": plan}).encode()],
+                                [request.fileno(), stdout.fileno(), err_w])
+            except OSError:
+                zygote = None  # it just died: exec instead
+            else:
+                os.close(err_w)
+                request.close()
+                stdout.close()
+                self.warm_runs[run_id] = zygote
+                os.set_blocking(err_r, False)
+                self.errpipes[err_r] = (run_id, None, b"")
+                self.poller.register(err_r, select.EPOLLIN)
+                return  # the pid follows from the zygote
         try:
             pid = os.fork()
         except OSError as error:
@@ -245,7 +288,116 @@ class Launcher:
         os.set_blocking(err_r, False)
         self.errpipes[err_r] = (run_id, pid, b"")
         self.poller.register(err_r, select.EPOLLIN)
-        self.send({"id": run_id, "pid": pid})
+        self.send({"id": run_id, "pid": pid, "warm": False})
+
+    def zygote_for(self, warm):
+        # The ready zygote of the plan's interpreter; starts one (for later runs) when there is none yet.
+        if not warm or PRCTL is None:
+            return None
+        interpreter = warm.get("interpreter")
+        zygote = self.zygotes.get(interpreter)
+        if zygote is None:
+            zygote = self.start_zygote(interpreter)
+        return zygote if zygote is not None and zygote.ready else None
+
+    def start_zygote(self, interpreter):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(theirs.fileno(), 3)
+                os.closerange(4, 1 << 20)
+                os.setsid()
+                PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the launcher
+                for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+                    signal.signal(number, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)
+                # The environment a run's python would start with (its locale picks the encodings); no HOME: no
+                # user site directory, as for a run's uid without a home.
+                os.execve(interpreter, [interpreter, os.path.abspath(__file__), "--zygote", "3"], ZYGOTE_ENV)
+            finally:
+                os._exit(127)
+        theirs.close()
+        zygote = Zygote(interpreter, pid, ours)
+        self.zygotes[interpreter] = zygote
+        self.zygote_fds[ours.fileno()] = zygote
+        self.runs[pid] = None  # reaped here, reported to nobody
+        self.poller.register(ours.fileno(), select.EPOLLIN)
+        return zygote
+
+    def read_zygote(self, zygote):
+        try:
+            message = zygote.channel.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            message = b""
+        if not message:
+            self.drop_zygote(zygote)
+            return
+        message = json.loads(message)
+        if message.get("ready"):
+            zygote.ready = True
+            return
+        run_id = message.get("id")
+        if "pid" in message:
+            self.ids[run_id] = message["pid"]
+            for fd, entry in self.errpipes.items():
+                if entry[0] == run_id:
+                    self.errpipes[fd] = (run_id, message["pid"], entry[2])
+            self.send({"id": run_id, "pid": message["pid"], "warm": True})
+        elif "exit" in message:
+            self.warm_runs.pop(run_id, None)
+            self.ids.pop(run_id, None)
+            self.finish_errpipes_of(run_id)
+            self.send(message)
+        elif "error" in message:  # it could not fork the run
+            self.warm_runs.pop(run_id, None)
+            self.finish_errpipes_of(run_id)
+            self.send({"id": run_id, "error": message["error"], "stage": "setup"})
+            self.send({"id": run_id, "exit": None, "signal": None})
+        elif "warning" in message:
+            self.send({"warning": "zygote %s: %s" % (zygote.interpreter, message["warning"])})
+
+    def drop_zygote(self, zygote):
+        # A zygote that exited: its runs are reparented to us (a subreaper) and reaped and reported here.
+        self.poller.unregister(zygote.channel.fileno())
+        del self.zygote_fds[zygote.channel.fileno()]
+        zygote.channel.close()
+        if self.zygotes.get(zygote.interpreter) is zygote:
+            del self.zygotes[zygote.interpreter]
+        for run_id, owner in list(self.warm_runs.items()):
+            if owner is zygote:
+                del self.warm_runs[run_id]
+                pid = self.ids.get(run_id)
+                if pid is None:  # never forked
+                    self.finish_errpipes_of(run_id)
+                    self.send({"id": run_id, "error": "the warm python zygote died", "stage": "setup"})
+                    self.send({"id": run_id, "exit": None, "signal": None})
+                else:
+                    self.runs[pid] = run_id
+
+    def finish_errpipes_of(self, run_id):
+        for fd, entry in list(self.errpipes.items()):
+            if entry[0] != run_id:
+                continue
+            try:
+                while True:
+                    chunk = os.read(fd, 4096)
+                    if not chunk:
+                        break
+                    self.errpipes[fd] = (entry[0], entry[1], self.errpipes[fd][2] + chunk)
+            except BlockingIOError:
+                pass
+            self.finish_errpipe(fd)
 
     def read_errpipe(self, fd):
         run_id, pid, got = self.errpipes[fd]
@@ -281,19 +433,9 @@ class Launcher:
                 return
             run_id = self.runs.pop(pid, None)
             if run_id is None:
-                continue  # an orphaned descendant of a run, reparented to us (subreaper): reaped, nothing to say
-            del self.ids[run_id]
-            for fd, entry in list(self.errpipes.items()):
-                if entry[0] == run_id:  # the exec error, if any, goes out before the exit
-                    try:
-                        while True:
-                            chunk = os.read(fd, 4096)
-                            if not chunk:
-                                break
-                            self.errpipes[fd] = (entry[0], entry[1], self.errpipes[fd][2] + chunk)
-                    except BlockingIOError:
-                        pass
-                    self.finish_errpipe(fd)
+                continue  # a zygote, or an orphaned descendant of a run reparented to us (subreaper)
+            self.ids.pop(run_id, None)
+            self.finish_errpipes_of(run_id)  # the exec error, if any, goes out before the exit
             if os.WIFSIGNALED(status):
                 self.send({"id": run_id, "exit": None, "signal": os.WTERMSIG(status)})
             else:
@@ -319,7 +461,14 @@ class Launcher:
         return True
 
     def kill(self, run_id, number):
-        # Only a child not reaped yet is signalled: its pid cannot have been reused.
+        # Only a child not reaped yet is signalled: its pid cannot have been reused. A warm run is the zygote's child.
+        zygote = self.warm_runs.get(run_id)
+        if zygote is not None:
+            try:
+                zygote.channel.send(json.dumps({"kill": run_id, "signal": number}).encode())
+            except OSError:
+                pass
+            return
         pid = self.ids.get(run_id)
         if pid is None:
             return
@@ -330,6 +479,14 @@ class Launcher:
                 pass
 
     def kill_all(self):
+        for run_id in list(self.warm_runs):
+            pid = self.ids.get(run_id)
+            if pid is not None:
+                for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                    try:
+                        target()
+                    except OSError:
+                        pass
         for pid in list(self.runs):
             for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
                 try:
@@ -353,68 +510,289 @@ class Launcher:
                         self.send({"id": entry[0]["id"], "exit": None, "signal": None})
 
 
+def prepare_child(plan, request_fd, stdout_fd, err_w, parent_pid):
+    # The steps before exec, in the forked child of the launcher or a zygote. Raises OSError naming what failed.
+    signal.set_wakeup_fd(-1)
+    os.setsid()  # its own session and process group: a group kill reaches its descendants
+    os.dup2(request_fd, 0)
+    os.dup2(request_fd, 2)
+    if plan.get("stdoutFd", 1) == 3:  # bwrap: fd 1 is /dev/null, the stdout connection rides on fd 3
+        os.dup2(stdout_fd, 3)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+    else:
+        os.dup2(stdout_fd, 1)
+    for path in plan.get("cgroups", []):  # joined as the launcher's user, before anything of the run can fork
+        try:
+            with open(path, "w") as handle:
+                handle.write(str(os.getpid()))
+        except OSError as error:
+            raise OSError(error.errno, "cannot join cgroup %s: %s" % (path, error.strerror))
+    for name, limit in plan.get("rlimits", {}).items():
+        resource.setrlimit(RLIMITS[name], (limit["soft"], limit["hard"]))
+    gid = plan.get("gid")
+    uid = plan.get("uid")
+    if gid is not None:
+        os.setgroups([])
+        os.setgid(gid)
+    if uid is not None:
+        os.setuid(uid)
+    if PRCTL is not None:
+        PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+        if plan.get("noNewPrivs"):
+            PRCTL(PR_SET_NO_NEW_PRIVS, 1)
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(127)
+    try:
+        os.chdir(plan["cwd"])
+    except OSError as error:
+        raise OSError(error.errno, "cannot enter %s as uid %d: %s" % (plan["cwd"], os.getuid(), error.strerror))
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Exactly 0, 1, 2 (and 3 under bwrap) reach the run: nothing this process or the server inherited.
+    first = 4 if plan.get("stdoutFd", 1) == 3 else 3
+    os.closerange(first, err_w)
+    os.closerange(err_w + 1, 1 << 20)
+
+
+def report_failure(err_w, stage, plan, error):
+    try:
+        text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        if stage == "exec":
+            text = "%s: %s" % (plan["argv"][0], text)
+        os.write(err_w, ("%s: %s" % (stage, text)).encode("utf-8", "replace"))
+    finally:
+        os._exit(127)
+
+
 def run_child(plan, request, stdout, err_w, launcher_pid):
     # In the forked child: nothing here may return to the loop. Failures go to the error pipe as "stage: message".
     stage = "setup"
     try:
-        signal.set_wakeup_fd(-1)
-        os.setsid()  # its own session and process group: a group kill reaches its descendants
-        os.dup2(request.fileno(), 0)
-        os.dup2(request.fileno(), 2)
-        if plan.get("stdoutFd", 1) == 3:  # bwrap: fd 1 is /dev/null, the stdout connection rides on fd 3
-            os.dup2(stdout.fileno(), 3)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-        else:
-            os.dup2(stdout.fileno(), 1)
-        for path in plan.get("cgroups", []):  # joined as the launcher's user, before anything of the run can fork
-            try:
-                with open(path, "w") as handle:
-                    handle.write(str(os.getpid()))
-            except OSError as error:
-                raise OSError(error.errno, "cannot join cgroup %s: %s" % (path, error.strerror))
-        for name, limit in plan.get("rlimits", {}).items():
-            resource.setrlimit(RLIMITS[name], (limit["soft"], limit["hard"]))
-        gid = plan.get("gid")
-        uid = plan.get("uid")
-        if gid is not None:
-            os.setgroups([])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
-        if PRCTL is not None:
-            PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
-            if plan.get("noNewPrivs"):
-                PRCTL(PR_SET_NO_NEW_PRIVS, 1)
-        if os.getppid() != launcher_pid:  # the launcher died before the death signal was armed
-            os._exit(127)
-        try:
-            os.chdir(plan["cwd"])
-        except OSError as error:
-            raise OSError(error.errno, "cannot enter %s as uid %d: %s" % (plan["cwd"], os.getuid(), error.strerror))
+        prepare_child(plan, request.fileno(), stdout.fileno(), err_w, launcher_pid)
         for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
-            signal.signal(number, signal.SIG_DFL)  # Python changed these; scripts get the defaults
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        # Exactly 0, 1, 2 (and 3 under bwrap) reach the run: nothing this process or the server inherited.
-        first = 4 if plan.get("stdoutFd", 1) == 3 else 3
-        os.closerange(first, err_w)
-        os.closerange(err_w + 1, 1 << 20)
+            signal.signal(number, signal.SIG_DFL)  # Python changed these; programs get the defaults
         stage = "exec"
         argv = plan["argv"]
         if "/" in argv[0]:
             os.execve(argv[0], argv, plan["env"])
         os.execvpe(argv[0], argv, plan["env"])  # a bare name is looked up on the run's own PATH
     except BaseException as error:  # noqa: BLE001 - report anything, then leave as a failed exec does
+        report_failure(err_w, stage, plan, error)
+
+
+class ZygoteServer:
+    # The zygote side: forks runs on the launcher's request and reports their pids and exits.
+
+    def __init__(self, fd):
+        import gc
+        import io  # noqa: F401 - loaded here, once, for every run
+        import pkgutil  # noqa: F401 - runpy.run_path imports it (and typing) on its first call
+        import runpy  # noqa: F401
+        import threading  # noqa: F401
+        import traceback  # noqa: F401
+
+        self.channel = fd
+        self.sock = socket.socket(fileno=fd)  # for recv_fds; detached in each run
+        self.children = {}  # pid -> run id
+        self.ids = {}  # run id -> pid
+        self.poller = select.epoll()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = wake_r
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.poller.register(fd, select.EPOLLIN)
+        self.poller.register(wake_r, select.EPOLLIN)
+        # What a fresh python3 picked for its standard streams in this environment, to give each run the same.
+        self.stdio = {name: (getattr(sys, name).encoding, getattr(sys, name).errors) for name in ("stdin", "stdout", "stderr")}
+        if PRCTL is not None:
+            try:
+                PRCTL(PR_SET_CHILD_SUBREAPER, 1)
+            except OSError:
+                pass
+        gc.freeze()  # forked runs share these objects; the collector leaves them alone
+
+    def send(self, message):
+        os.write(self.channel, json.dumps(message).encode())
+
+    def loop(self):
+        self.send({"ready": True})
+        while True:
+            try:
+                events = self.poller.poll()
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == self.wake_r:
+                    self.reap()
+                    continue
+                try:
+                    message, fds, _flags, _addr = socket.recv_fds(self.sock, 1 << 20, 4)
+                except OSError:
+                    message = b""
+                    fds = []
+                if not message:  # the launcher is gone: so are the runs
+                    for pid in list(self.children):
+                        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                            try:
+                                target()
+                            except OSError:
+                                pass
+                    os._exit(0)
+                try:
+                    self.handle(json.loads(message), fds)
+                except Exception as error:  # noqa: BLE001 - a bad message never kills the zygote
+                    for extra in fds:
+                        os.close(extra)
+                    self.send({"warning": "%s: %s" % (type(error).__name__, error)})
+
+    def handle(self, message, fds):
+        if "kill" in message:
+            pid = self.ids.get(message["kill"])
+            if pid is not None:
+                for target in (lambda: os.kill(pid, message["signal"]), lambda: os.killpg(pid, message["signal"])):
+                    try:
+                        target()
+                    except OSError:
+                        pass
+            return
+        plan = message["run"]
+        request_fd, stdout_fd, err_w = fds
         try:
-            text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            if stage == "exec":
-                text = "%s: %s" % (plan["argv"][0], text)
-            os.write(err_w, ("%s: %s" % (stage, text)).encode("utf-8", "replace"))
-        finally:
-            os._exit(127)
+            pid = os.fork()
+        except OSError as error:
+            for extra in fds:
+                os.close(extra)
+            self.send({"id": plan["id"], "error": "fork: %s" % error.strerror})
+            return
+        if pid == 0:
+            # The child never returns to the loop: it ends as the script ends (SystemExit: the normal interpreter
+            # exit, atexit handlers and flushes included), or here.
+            code = 1
+            try:
+                self.become(plan, request_fd, stdout_fd, err_w)
+            except SystemExit as done:
+                code = exit_code(done)
+            except BaseException as error:  # noqa: BLE001
+                os.write(2, ("cgibox zygote: %s: %s\n" % (type(error).__name__, error)).encode("utf-8", "replace"))
+            finish_interpreter(code)
+        for extra in fds:
+            os.close(extra)
+        self.children[pid] = plan["id"]
+        self.ids[plan["id"]] = pid
+        self.send({"id": plan["id"], "pid": pid})
+
+    def reap(self):
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run_id = self.children.pop(pid, None)
+            if run_id is None:
+                continue
+            del self.ids[run_id]
+            if os.WIFSIGNALED(status):
+                self.send({"id": run_id, "exit": None, "signal": os.WTERMSIG(status)})
+            else:
+                self.send({"id": run_id, "exit": os.WEXITSTATUS(status), "signal": None})
+
+    def become(self, plan, request_fd, stdout_fd, err_w):
+        # In the forked child: the same steps as an exec'd run, then the script in this interpreter.
+        import io
+        import runpy
+        import traceback
+
+        try:
+            # Nothing of the zygote may own a descriptor the script will reuse (a finalizer would close it).
+            self.poller.close()
+            self.sock.detach()
+            prepare_child(plan, request_fd, stdout_fd, err_w, os.getppid())
+            os.close(err_w)  # set up: the launcher sees a clean end of the error pipe
+        except BaseException as error:  # noqa: BLE001
+            report_failure(err_w, "setup", plan, error)
+        warm = plan["warm"]
+        script = warm["script"]
+        os.environ.clear()
+        os.environ.update(plan["env"])
+        time.tzset()
+        sys.argv[:] = [script]
+        if hasattr(sys, "orig_argv"):
+            sys.orig_argv[:] = [warm["interpreter"], script]
+        sys.path[0] = os.path.dirname(os.path.realpath(script))
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # what a fresh python3 sets; SIGPIPE, SIGXFSZ stay ignored
+        (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = (self.stdio[name] for name in ("stdin", "stdout", "stderr"))
+        sys.stdin = sys.__stdin__ = io.open(0, "r", encoding=in_enc, errors=in_err, closefd=False)
+        sys.stdout = sys.__stdout__ = io.open(1, "w", encoding=out_enc, errors=out_err, closefd=False)
+        # stderr is line-buffered even when it is not a terminal (Python 3.9+).
+        sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.open(2, "wb", closefd=False), encoding=err_enc, errors=err_err,
+                                                       line_buffering=True)
+        try:
+            with io.open_code(script):
+                pass
+        except OSError as error:
+            sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n" % (warm["interpreter"], script, error.errno, error.strerror))
+            sys.exit(2)
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit:
+            raise
+        except BaseException:
+            kind, value, tb = sys.exc_info()
+            # What a fresh python3 shows: the script's frames, not runpy's or the zygote's.
+            while tb is not None and tb.tb_frame.f_code.co_filename != script:
+                tb = tb.tb_next
+            try:
+                sys.excepthook(kind, value, tb)
+            except BaseException:  # noqa: BLE001
+                traceback.print_exception(kind, value, tb)
+            sys.exit(1)
+        sys.exit(0)
+
+
+def exit_code(done):
+    # What python3 makes of SystemExit(x): None is 0, an int is itself, anything else is printed and is 1.
+    if done.code is None:
+        return 0
+    if isinstance(done.code, int):
+        return done.code & 0xFF
+    try:
+        sys.stderr.write("%s\n" % (done.code,))
+    except Exception:  # noqa: BLE001
+        pass
+    return 1
+
+
+def finish_interpreter(code):
+    # A fresh python3's exit as far as a script can tell: non-daemon threads joined, atexit handlers run, the standard
+    # streams flushed; then _exit, without tearing down every module of the zygote (tens of ms for nothing to see).
+    import atexit
+    import threading
+
+    try:
+        threading._shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: python3 says so on stderr and exits 120
+            code = code or 120
+    os._exit(code)
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--zygote":
+        ZygoteServer(int(sys.argv[2])).loop()
+        return
     if sys.version_info < MIN_PYTHON:
         sys.stdout.write(json.dumps({"fatal": "python %d.%d or later is needed" % MIN_PYTHON}) + "\n")
         sys.stdout.flush()

@@ -32,6 +32,8 @@ export interface LaunchExit {
   readonly signal: NodeJS.Signals | null
   /** Set when the run failed before its program started. */
   readonly failure: LaunchFailure | null
+  /** Whether a warm Python zygote ran it (else it was exec'd). */
+  readonly warm: boolean
 }
 
 // One launched run: its three streams, its pid once forked, and its exit once reaped.
@@ -70,6 +72,7 @@ interface PendingRun {
   resolveExit(exit: LaunchExit): void
   failure: LaunchFailure | null
   pid: number | null
+  warm: boolean
   pendingSignal: 'SIGTERM' | 'SIGKILL' | null
   readonly sockets: readonly net.Socket[]
   /** The launcher process that was asked to start it (a restarted launcher must not end the runs of the new one). */
@@ -145,11 +148,11 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
       const pidPromise = new Promise<number | null>((resolve) => { resolvePid = resolve })
       const exit = new Promise<LaunchExit>((resolve) => { resolveExit = resolve })
       const run: PendingRun = {
-        resolvePid, resolveExit, failure: null, pid: null, pendingSignal: null, sockets: [request, stdout], owner: current,
+        resolvePid, resolveExit, failure: null, pid: null, warm: false, pendingSignal: null, sockets: [request, stdout], owner: current,
       }
       runs.set(id, run)
       // A connection that cannot be made means the run never starts: report it instead of waiting forever.
-      const fail = (message: string) => finishRun(runs, id, {code: null, signal: null, failure: {stage: 'setup', message}})
+      const fail = (message: string) => finishRun(runs, id, {code: null, signal: null, failure: {stage: 'setup', message}, warm: false})
       for (const socket of run.sockets) {
         socket.once('error', (error) => {
           if (run.pid === null) fail(`launcher connection: ${error.message}`)
@@ -245,7 +248,7 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
       fs.rmSync(path.join(opts.socketDir, socketName), {force: true})
       // Runs whose end can no longer be reported: the launcher killed their process groups as it went.
       for (const [id, run] of table) {
-        if (run.owner === self) finishRun(table, id, {code: null, signal: 'SIGKILL', failure: run.failure})
+        if (run.owner === self) finishRun(table, id, {code: null, signal: 'SIGKILL', failure: run.failure, warm: run.warm})
       }
     })
     return self
@@ -257,13 +260,14 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
     if (!run || run.owner !== owner) return
     if (typeof message.pid === 'number') {
       run.pid = message.pid
+      run.warm = message.warm === true
       run.resolvePid(message.pid)
       if (run.pendingSignal !== null) sendControl(owner, {kill: id, signal: SIGNAL_NUMBERS[run.pendingSignal]})
     } else if (typeof message.error === 'string') {
       run.failure = {stage: message.stage === 'exec' ? 'exec' : 'setup', message: message.error}
     } else if ('exit' in message) {
       const signal = typeof message.signal === 'number' ? SIGNAL_NAMES.get(message.signal) ?? null : null
-      finishRun(table, id, {code: typeof message.exit === 'number' ? message.exit : null, signal, failure: run.failure})
+      finishRun(table, id, {code: typeof message.exit === 'number' ? message.exit : null, signal, failure: run.failure, warm: run.warm})
     }
   }
 }

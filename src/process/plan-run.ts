@@ -6,7 +6,7 @@ import {buildBwrapArgs, type BwrapView} from './bwrap-args.js'
 import type {CgroupManager, RunCgroup} from './cgroup.js'
 import {killUntilEmpty, listProcessesOfUid, signalProcess} from './kill-tree.js'
 import {rlimitFromExit, runRlimits} from './rlimits.js'
-import type {PlannedRun, ResourceLimit, RunPlan} from './run-plan.js'
+import type {PlannedRun, ResourceLimit, RunPlan, WarmPython} from './run-plan.js'
 import {removeFilesOfUid, type TempDirs} from './temp-files.js'
 import type {UidPool} from './uid-pool.js'
 
@@ -47,6 +47,18 @@ export interface RunRequest {
   readonly readPaths: readonly string[]
   /** Directories the run may write (bwrap: bound read-write at their host paths; elsewhere plain access). */
   readonly writePaths: readonly string[]
+  /** A Python script that may run in a warm zygote (outside bwrap, when the environment allows it); null: exec. */
+  readonly warm?: WarmPython | null
+}
+
+/** The locale a zygote starts with; a run whose environment picks another (or sets PYTHON*) is exec'd. */
+export const ZYGOTE_LOCALE = 'C.UTF-8'
+
+// Whether a fresh python3 in this environment would start exactly as the zygote did: no PYTHON* variable (PYTHONPATH,
+// PYTHONUNBUFFERED, PYTHONHASHSEED…), and the zygote's locale (it picks the encodings of the standard streams).
+export function isWarmEnvironment(env: Readonly<Record<string, string>>): boolean {
+  if (env.LANG !== ZYGOTE_LOCALE || env.LC_ALL !== undefined || env.LC_CTYPE !== undefined) return false
+  return !Object.keys(env).some((name) => name.startsWith('PYTHON'))
 }
 
 // Plans one run at the runner's level; throws (nothing held) when a uid or cgroup cannot be had.
@@ -86,6 +98,8 @@ export function planRun(runner: LevelRunner, request: RunRequest): PlannedRun {
       rlimits,
       noNewPrivs: level !== 'none',
       stdoutFd: level === 'bwrap' ? 3 : 1,
+      // bwrap keeps exec: a zygote's forks would share its namespaces, and every bwrap run gets its own.
+      warm: level !== 'bwrap' && request.warm && isWarmEnvironment(request.env) ? request.warm : null,
     }
   } catch (error) {
     void cgroup?.remove()

@@ -25,6 +25,17 @@ export interface RunPlan {
   readonly noNewPrivs: boolean
   /** 3 under bwrap: stdout rides on fd 3 past bwrap's own processes (fd 1 is /dev/null); else 1. */
   readonly stdoutFd: 1 | 3
+  /**
+   * Run this Python script in a warm zygote of its interpreter instead of exec'ing argv (which stays the fallback);
+   * null: exec. Only for `interpreter script` with nothing else that a fresh python3 would read differently.
+   */
+  readonly warm: WarmPython | null
+}
+
+/** A Python script and the interpreter a fresh run would start it with. */
+export interface WarmPython {
+  readonly interpreter: string
+  readonly script: string
 }
 
 // How a run is ended and cleaned up: decided by the level, carried out by run.ts.

@@ -31,6 +31,8 @@ export interface RunOutcome extends RunExit {
   readonly bytesOut: number
   /** At most maxStderrBytes of the run's stderr, with a note of what was dropped. */
   readonly stderr: string
+  /** Whether it ran in a warm Python zygote. */
+  readonly warm: boolean
 }
 
 export interface RunOptions {
@@ -169,6 +171,7 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
       bytesIn,
       bytesOut: run.bytesOut,
       stderr: await stderr,
+      warm: exit.warm,
     }
   })
   return run

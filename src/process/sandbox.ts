@@ -9,7 +9,7 @@ import {createBwrapView, type BwrapUsers} from './bwrap-args.js'
 import {createCgroupManager, type CgroupManager} from './cgroup.js'
 import type {Launcher} from './launcher.js'
 import {planRun, type Identity, type LevelRunner} from './plan-run.js'
-import type {PlannedRun} from './run-plan.js'
+import type {PlannedRun, WarmPython} from './run-plan.js'
 import type {RuntimeDir} from './runtime-dir.js'
 import {createTempDirs} from './temp-files.js'
 import {createUidPool, lookupUser, validateUidPoolIsUnused} from './uid-pool.js'
@@ -39,6 +39,8 @@ export interface SandboxRequest {
   readonly location: Location | null
   /** Paths every run may read besides its cwd (the document root). */
   readonly readPaths: readonly string[]
+  /** A Python script that may run warm (the location and the level permitting); null: exec. */
+  readonly warm?: WarmPython | null
 }
 
 export interface Sandbox {
@@ -97,6 +99,7 @@ export async function createSandbox(config: Config, deps: Dependencies, options:
       runners.set(candidate, runner)
     }
     const levelOf = (location: Location | null): SandboxLevel => location?.sandbox ?? level
+    const {warmPython} = config
     validateRequirements(config, levelOf, bwrapUnavailableReason, root)
     validateWritePaths(config, (location) => identities.forLevel(levelOf(location), location.user))
     let closed = false
@@ -113,6 +116,7 @@ export async function createSandbox(config: Config, deps: Dependencies, options:
           identity: identities.forLevel(runLevel, request.location?.user ?? null),
           readPaths: [...request.readPaths, ...request.location?.readPaths ?? []],
           writePaths: request.location?.writePaths ?? [],
+          warm: (request.location?.warmPython ?? warmPython) ? request.warm ?? null : null,
         })
       },
       async close() {
@@ -241,7 +245,7 @@ async function probeRun(launcher: Launcher, runner: LevelRunner, identity: Ident
       limits: {timeoutMs: PROBE_TIMEOUT_MS, killGraceMs: 0, maxOutputBytes: 0, maxBodyBytes: 0, maxHeaderBytes: 256,
         cpuSeconds: 5, memoryBytes: 256 * 1024 * 1024, maxProcesses: 16, maxFileBytes: 1024 * 1024, maxOpenFiles: 64,
         tmpBytes: 1024 * 1024, maxStderrBytes: 4096},
-      readPaths: [], writePaths: [],
+      readPaths: [], writePaths: [], warm: null,
     })
   } catch (error) {
     return (error as Error).message
