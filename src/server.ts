@@ -96,7 +96,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
             interpreters: config.interpreters,
           })
         }
-        return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload}, line.method)
+        return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload, documentRoot: router.documentRoot}, line.method)
       case 'static':
         await serveFile(req, res, route.filePath, line.method)
         fileCache.remember(pathname, route.filePath, res)
