@@ -53,7 +53,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     throw error
   }
   const gate = createGate(config)
-  const fileCache = createFileCache({validMs: config.staticCacheMs, maxFileBytes: 256 * 1024, maxTotalBytes: 64 * 1024 * 1024})
+  const fileCache = createFileCache({validMs: config.staticCacheMs})
   let nextRequestId = 1
   const ctx: CgiContext = {
     config,
