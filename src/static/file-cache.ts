@@ -61,8 +61,9 @@ interface Entry {
   revalidating: boolean
 }
 
-// Headers that describe the representation; replayed on hits (send sets them, serve-file adds nosniff).
-const REPLAYED_HEADERS = ['Accept-Ranges', 'Cache-Control', 'Content-Type', 'ETag', 'Last-Modified', 'X-Content-Type-Options']
+// Headers that describe the representation; replayed on hits (send sets them, serve-file adds nosniff and, for
+// uploads, the CSP sandbox).
+const REPLAYED_HEADERS = ['Accept-Ranges', 'Cache-Control', 'Content-Security-Policy', 'Content-Type', 'ETag', 'Last-Modified', 'X-Content-Type-Options']
 // Requests the cache leaves to send: ranges and the preconditions it does not evaluate.
 const SEND_ONLY_HEADERS = ['range', 'if-match', 'if-unmodified-since', 'if-range']
 

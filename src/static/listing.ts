@@ -1,4 +1,4 @@
-// Answers a directory URL (already ending in `/`): its index.html or index.htm through serveFile,
+// Answers a directory URL (already ending in `/`): its index.html or index.htm through serveFile (never an upload),
 // else an HTML listing of what lies inside the document root. No path policy here (router.ts); POST uploads into a
 // listed directory belong to static/upload.ts.
 import {readdir, realpath, stat} from 'node:fs/promises'
@@ -9,6 +9,7 @@ import {HttpError, InternalServerError, MethodNotAllowedError, NotFoundError} fr
 import type {Route} from '../route.js'
 import {isInside} from '../router.js'
 import {isReadMethod, serveFile, STATIC_METHODS} from './serve-file.js'
+import {isUpload} from './upload-manifest.js'
 
 // What serveDirectory needs of a directory route: the real dirPath, and the decoded urlPath ending in `/` (shown in the
 // title only; links are relative, so the listing never builds URLs from it).
@@ -107,7 +108,8 @@ export function renderListing(urlPath: string, entries: readonly ListingEntry[],
   ].join('\n')
 }
 
-// The first index file that is a regular file inside the directory itself (a symlink out of it is not followed), else null.
+// The first index file that is a regular file inside the directory itself (a symlink out of it is not followed) and
+// not an upload (an uploaded index.html would replace the listing with the uploader's page), else null.
 async function findIndexFile(dirPath: string): Promise<string | null> {
   const realDir = await realpath(dirPath).catch((error: unknown) => {
     throw toHttpError(error, dirPath)
@@ -116,7 +118,7 @@ async function findIndexFile(dirPath: string): Promise<string | null> {
     const candidate = await realpath(path.join(dirPath, name)).catch(() => null)
     if (candidate === null || !isStrictlyInside(realDir, candidate)) continue
     const stats = await stat(candidate).catch(() => null)
-    if (stats?.isFile()) return candidate
+    if (stats?.isFile() && !await isUpload(candidate)) return candidate
   }
   return null
 }

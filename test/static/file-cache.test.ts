@@ -2,7 +2,7 @@
 // left to send, and edits and deletions seen once the validity window has passed. Then the cache itself behind the
 // real router and serveFile, wired as server.ts wires them, for what only its stats show: one body per real file.
 import http from 'node:http'
-import {mkdir, rm, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {describe, expect, test} from 'vitest'
 import {normalizeConfig} from '../../src/config.js'
@@ -10,6 +10,7 @@ import {NotFoundError} from '../../src/errors.js'
 import {createRouter} from '../../src/router.js'
 import {createFileCache, type FileCache, type FileCacheOptions} from '../../src/static/file-cache.js'
 import {serveFile} from '../../src/static/serve-file.js'
+import {UPLOAD_MANIFEST} from '../../src/static/upload-manifest.js'
 import {FIXTURES, startTestServer} from '../helpers/server.js'
 import {listenForTest} from '../helpers/static-server.js'
 import {makeTempDir} from '../helpers/temp-dir.js'
@@ -241,6 +242,23 @@ describe('memory per real file', () => {
     await rm(path.join(htdocs, 'c.txt'))
     expect((await get(port, '/a.txt')).status).toBe(404) // dropped: routed again, and gone
     expect((await get(port, '/c.txt')).body).toBe('c') // the newest is still in memory
+  })
+})
+
+describe('uploads from memory', () => {
+  test('a file named in the upload manifest is replayed with CSP sandbox and nosniff', async () => {
+    const htdocs = await makeTempDir('file-cache')
+    const file = path.join(htdocs, 'up.html')
+    await writeFile(file, '<script>alert(document.domain)</script>')
+    await writeFile(path.join(htdocs, UPLOAD_MANIFEST), `${(await stat(file, {bigint: true})).ino} up.html\n`)
+    const {port, cache} = await startCacheServer(htdocs, {validMs: 60_000})
+    expect((await get(port, '/up.html')).headers['content-security-policy']).toBe('sandbox')
+    await expect.poll(() => cache.stats().files).toBe(1)
+    await rm(file)
+    const cached = await get(port, '/up.html')
+    expect(cached.status).toBe(200)
+    expect(cached.headers['content-security-policy']).toBe('sandbox')
+    expect(cached.headers['x-content-type-options']).toBe('nosniff')
   })
 })
 
