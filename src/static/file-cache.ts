@@ -1,10 +1,10 @@
-// A hot path for small static files: the body and the headers send produced for it, kept in memory once per
+// A hot path for static files up to a few MiB: the body and the headers send produced for it, kept in memory once per
 // real file and trusted for `validMs` after the last check (nginx open_file_cache_valid). Request paths reach a body
 // through a bounded alias map, so `//a.txt`, `/%61.txt` and `/a.txt` share one body; an alias is trusted for `validMs`
 // after routing too (a retargeted symlink is seen then). Plain GET/HEAD and conditional GETs (If-None-Match,
 // If-Modified-Since → 304) are answered here; ranges and other preconditions go to send.
 // Measured (wrk -t2 -c16): small index.html, send alone ~4 300 req/s, from here ~20 000–33 000 (README
-// "Performance").
+// "Performance"); a 1 MiB file, streamed by send ~360–550 req/s, from here ~1 300–2 000 (bench/static-files.js).
 import {readFile, stat} from 'node:fs/promises'
 import type {IncomingMessage, OutgoingHttpHeaders, ServerResponse} from 'node:http'
 import fresh from 'fresh'
@@ -12,7 +12,7 @@ import fresh from 'fresh'
 export interface FileCacheOptions {
   /** How long an entry is served without looking at the disk again; 0 turns the cache off. */
   readonly validMs: number
-  /** Largest file kept. Default: `256 * 1024`. */
+  /** Largest file kept. Default: `4 * 1024 * 1024`. */
   readonly maxFileBytes?: number
   /** Counted bytes in all (bodies, their headers and paths, alias paths); the oldest files go first. Default: `64 * 1024 * 1024`. */
   readonly maxTotalBytes?: number
@@ -67,7 +67,7 @@ const REPLAYED_HEADERS = ['Accept-Ranges', 'Cache-Control', 'Content-Security-Po
 // Requests the cache leaves to send: ranges and the preconditions it does not evaluate.
 const SEND_ONLY_HEADERS = ['range', 'if-match', 'if-unmodified-since', 'if-range']
 
-const DEFAULT_MAX_FILE_BYTES = 256 * 1024
+const DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
 const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024
 const DEFAULT_MAX_FILES = 4_096
 const DEFAULT_MAX_ALIASES = 10_000

@@ -23,8 +23,11 @@ export const STATIC_METHODS = 'GET, HEAD'
  * Options for send. The file is passed as `root` with an empty URL path (see serveFile), so send's URL checks
  * (decoding, `..`, dotfiles) have nothing to look at; `dotfiles: 'allow'` and `index: false` say so explicitly.
  * Cache-Control stays send's default, `public, max-age=0`: caches may store, but revalidate every time.
+ * send passes its options on to fs.createReadStream: reads of 512 KiB instead of the default 64 KiB. Server CPU per
+ * 16 MiB response (wrk -t2 -c16, 2 busy cores, noisy): 64 KiB 20–35 ms, 256 KiB 20–30, 512 KiB 16–25, 1 MiB ~14.5.
+ * Each connection streaming a file holds up to one read buffer: 512 KiB takes much of the gain at half of 1 MiB.
  */
-const SEND_OPTIONS: send.SendOptions = {dotfiles: 'allow', index: false}
+const SEND_OPTIONS: send.SendOptions & {readonly highWaterMark: number} = {dotfiles: 'allow', index: false, highWaterMark: 512 * 1024}
 
 /**
  * Headers of an uploaded file (static/upload.ts): its HTML or SVG runs no script and reaches nothing of the site's
