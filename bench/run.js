@@ -113,7 +113,7 @@ for (const row of rows) {
     `${row.stream.seconds.toFixed(2)}${row.stream.bytes === 78_888_897 ? '' : ` (${row.stream.bytes} bytes!)`} |`)
 }
 
-for (const script of ['spawn-levels.js', 'ts-pages.js']) {
+for (const script of ['spawn-levels.js', 'ts-pages.js', 'static-files.js']) {
   console.log(`\n# bench/${script}`)
   spawnSync(process.execPath, [path.join(ROOT, 'bench', script)], {cwd: ROOT, stdio: 'inherit'})
 }

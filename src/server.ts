@@ -88,7 +88,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const {launch, runs} = createLaunch(launcher, sandbox)
   const gate = createGate(config)
   const spooler = createBodySpooler({dir: spoolDir, maxSpoolBytes: config.maxSpoolBytes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs})
-  const fileCache = createFileCache({validMs: config.staticCacheMs, maxFileBytes: 256 * 1024, maxTotalBytes: 64 * 1024 * 1024})
+  const fileCache = createFileCache({validMs: config.staticCacheMs})
   let nextRequestId = 1
   const ctx: CgiContext = {
     config,
@@ -128,7 +128,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
             interpreters: config.interpreters,
           })
         }
-        return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload}, line.method)
+        return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload, documentRoot: router.documentRoot}, line.method)
       case 'static':
         await serveFile(req, res, route.filePath, line.method)
         fileCache.remember(pathname, route.filePath, res)

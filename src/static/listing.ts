@@ -1,12 +1,15 @@
-// Answers a directory URL (already ending in `/`): its index.html or index.htm through serveFile, else an HTML listing.
-// No path policy here (router.ts); POST uploads into a listed directory belong to static/upload.ts.
+// Answers a directory URL (already ending in `/`): its index.html or index.htm through serveFile (never an upload),
+// else an HTML listing of what lies inside the document root. No path policy here (router.ts); POST uploads into a
+// listed directory belong to static/upload.ts.
 import {readdir, realpath, stat} from 'node:fs/promises'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import path from 'node:path'
 import {finished} from 'node:stream'
 import {HttpError, InternalServerError, MethodNotAllowedError, NotFoundError} from '../errors.js'
 import type {Route} from '../route.js'
+import {isInside} from '../router.js'
 import {isReadMethod, serveFile, STATIC_METHODS} from './serve-file.js'
+import {isUpload} from './upload-manifest.js'
 
 // What serveDirectory needs of a directory route: the real dirPath, and the decoded urlPath ending in `/` (shown in the
 // title only; links are relative, so the listing never builds URLs from it).
@@ -15,6 +18,11 @@ export type DirectoryRoute = Pick<Extract<Route, {kind: 'directory'}>, 'dirPath'
 export interface ListingOptions {
   /** Render an upload form (its POSTs go to static/upload.ts); server.ts passes `config.upload`. */
   readonly upload: boolean
+  /**
+   * The real document root; entries whose real path lies outside it (a symlink to /etc/shadow) are not listed, as the
+   * router would not serve them either. server.ts passes `router.documentRoot`.
+   */
+  readonly documentRoot: string
 }
 
 export interface ListingEntry {
@@ -55,7 +63,7 @@ export async function serveDirectory(
   const indexFile = await findIndexFile(route.dirPath)
   if (indexFile !== null) return serveFile(req, res, indexFile, method)
 
-  const body = Buffer.from(renderListing(route.urlPath, await readEntries(route.dirPath), options))
+  const body = Buffer.from(renderListing(route.urlPath, await readEntries(route.dirPath, options.documentRoot), options))
   res.statusCode = 200
   res.setHeader('Content-Type', 'text/html; charset=utf-8')
   res.setHeader('Content-Length', body.length)
@@ -69,7 +77,7 @@ export async function serveDirectory(
 }
 
 // Renders a listing page: dotfiles left out, sorted by compareNames, names HTML-escaped, hrefs one encoded segment each.
-export function renderListing(urlPath: string, entries: readonly ListingEntry[], options: ListingOptions): string {
+export function renderListing(urlPath: string, entries: readonly ListingEntry[], options: Pick<ListingOptions, 'upload'>): string {
   const title = `Index of ${escapeHtml(urlPath)}`
   const rows = entries
     .filter((entry) => !isDotfile(entry.name))
@@ -100,29 +108,33 @@ export function renderListing(urlPath: string, entries: readonly ListingEntry[],
   ].join('\n')
 }
 
-// The first index file that is a regular file inside the directory itself (a symlink out of it is not followed), else null.
+// The first index file that is a regular file inside the directory itself (a symlink out of it is not followed) and
+// not an upload (an uploaded index.html would replace the listing with the uploader's page), else null.
 async function findIndexFile(dirPath: string): Promise<string | null> {
   const realDir = await realpath(dirPath).catch((error: unknown) => {
     throw toHttpError(error, dirPath)
   })
   for (const name of INDEX_FILES) {
     const candidate = await realpath(path.join(dirPath, name)).catch(() => null)
-    if (candidate === null || !isInside(realDir, candidate)) continue
+    if (candidate === null || !isStrictlyInside(realDir, candidate)) continue
     const stats = await stat(candidate).catch(() => null)
-    if (stats?.isFile()) return candidate
+    if (stats?.isFile() && !await isUpload(candidate)) return candidate
   }
   return null
 }
 
-// The directory's visible regular files and directories (symlinks followed; dangling ones, FIFOs, sockets left out).
-async function readEntries(dirPath: string): Promise<ListingEntry[]> {
+// The directory's visible regular files and directories whose real path lies inside documentRoot (symlinks followed;
+// dangling ones, ones leaving the root, FIFOs, sockets left out).
+async function readEntries(dirPath: string, documentRoot: string): Promise<ListingEntry[]> {
   const dirents = await readdir(dirPath, {withFileTypes: true}).catch((error: unknown) => {
     throw toHttpError(error, dirPath)
   })
   const entries = await Promise.all(dirents
     .filter((dirent) => !isDotfile(dirent.name))
     .map(async (dirent): Promise<ListingEntry | null> => {
-      const stats = await stat(path.join(dirPath, dirent.name)).catch(() => null)
+      const realPath = await realpath(path.join(dirPath, dirent.name)).catch(() => null)
+      if (realPath === null || !isInside(documentRoot, realPath)) return null
+      const stats = await stat(realPath).catch(() => null)
       if (stats === null || !(stats.isFile() || stats.isDirectory())) return null
       return {name: dirent.name, isDirectory: stats.isDirectory(), size: stats.size, mtime: stats.mtime}
     }))
@@ -147,7 +159,8 @@ function isDotfile(name: string): boolean {
   return name.startsWith('.')
 }
 
-function isInside(root: string, candidate: string): boolean {
+// True when candidate lies below root (root itself is not below root).
+function isStrictlyInside(root: string, candidate: string): boolean {
   const relative = path.relative(root, candidate)
   return relative !== '' && relative.split(path.sep)[0] !== '..' && !path.isAbsolute(relative)
 }

@@ -1,5 +1,6 @@
 // Serves one regular file that router.ts has already resolved, through send (pillarjs): MIME type, ETag and
-// Last-Modified, 304/412, single byte ranges (206/416), HEAD. No path policy here; errors go to server.ts as HttpErrors.
+// Last-Modified, 304/412, single byte ranges (206/416), HEAD; uploads (static/upload-manifest.ts) sandboxed.
+// No path policy here; errors go to server.ts as HttpErrors.
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {finished} from 'node:stream'
 import send from 'send'
@@ -13,6 +14,7 @@ import {
   PreconditionFailedError,
   RangeNotSatisfiableError,
 } from '../errors.js'
+import {isUpload} from './upload-manifest.js'
 
 /** The Allow header of everything static. */
 export const STATIC_METHODS = 'GET, HEAD'
@@ -21,8 +23,17 @@ export const STATIC_METHODS = 'GET, HEAD'
  * Options for send. The file is passed as `root` with an empty URL path (see serveFile), so send's URL checks
  * (decoding, `..`, dotfiles) have nothing to look at; `dotfiles: 'allow'` and `index: false` say so explicitly.
  * Cache-Control stays send's default, `public, max-age=0`: caches may store, but revalidate every time.
+ * send passes its options on to fs.createReadStream: reads of 512 KiB instead of the default 64 KiB. Server CPU per
+ * 16 MiB response (wrk -t2 -c16, 2 busy cores, noisy): 64 KiB 20–35 ms, 256 KiB 20–30, 512 KiB 16–25, 1 MiB ~14.5.
+ * Each connection streaming a file holds up to one read buffer: 512 KiB takes much of the gain at half of 1 MiB.
  */
-const SEND_OPTIONS: send.SendOptions = {dotfiles: 'allow', index: false}
+const SEND_OPTIONS: send.SendOptions & {readonly highWaterMark: number} = {dotfiles: 'allow', index: false, highWaterMark: 512 * 1024}
+
+/**
+ * Headers of an uploaded file (static/upload.ts): its HTML or SVG runs no script and reaches nothing of the site's
+ * origin (CSP sandbox: an opaque origin, no scripts, forms or popups), and is never sniffed into something active.
+ */
+const UPLOAD_HEADERS = {'Content-Security-Policy': 'sandbox', 'X-Content-Type-Options': 'nosniff'}
 
 /** Headers send sets on the response before it decides on 412/416; removed so sendError starts from a clean slate. */
 const SEND_HEADERS = ['Accept-Ranges', 'Cache-Control', 'Content-Length', 'Content-Range', 'Content-Type', 'ETag', 'Last-Modified']
@@ -34,6 +45,7 @@ const UNSATISFIED_RANGE_REGEXP = /^bytes \*\/(\d+)$/
 // `method` is what the request is served as: a local redirect serves a POST as a GET (RFC 3875 §6.2.2).
 export async function serveFile(req: IncomingMessage, res: ServerResponse, filePath: string, method = req.method): Promise<void> {
   if (!isReadMethod(method)) throw new MethodNotAllowedError(STATIC_METHODS)
+  const uploaded = await isUpload(filePath)
   await new Promise<void>((resolve, reject) => {
     let settled = false
     const settle = (error?: HttpError): void => {
@@ -57,6 +69,7 @@ export async function serveFile(req: IncomingMessage, res: ServerResponse, fileP
     // Only when the file became a directory after routing; without a listener send would redirect to `/`.
     stream.on('directory', () => settle(new NotFoundError(`static: ${filePath} is a directory now`)))
     res.setHeader('X-Content-Type-Options', 'nosniff')
+    if (uploaded) for (const [name, value] of Object.entries(UPLOAD_HEADERS)) res.setHeader(name, value)
     stream.pipe(res)
   })
 }

@@ -1,7 +1,9 @@
 // Receives a multipart/form-data POST into a listed directory (the upload form of static/listing.ts), storing each
-// file under a safe, new name. No path policy here (router.ts); no fields are kept; nothing is ever overwritten.
+// file under a safe, new name and recording it in the directory's upload manifest (static/upload-manifest.ts), so it
+// is served sandboxed and never as an index. No path policy here (router.ts); no fields are kept; nothing is ever
+// overwritten.
 import {randomBytes} from 'node:crypto'
-import {link, open, realpath, rename, unlink} from 'node:fs/promises'
+import {link, lstat, open, realpath, rename, unlink} from 'node:fs/promises'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import path from 'node:path'
 import {finished, Transform, type Readable} from 'node:stream'
@@ -10,6 +12,7 @@ import busboy from 'busboy'
 import type {Config} from '../config.js'
 import {BadUploadError, ForbiddenError, PayloadTooLargeError} from '../errors.js'
 import {isInside} from '../router.js'
+import {recordUpload} from './upload-manifest.js'
 
 export interface UploadOptions {
   /** Decoded URL path of the directory, ending in `/`; the 303 points back to it. */
@@ -56,6 +59,8 @@ interface PendingFile {
   /** The sanitised client name, before a suffix. */
   readonly name: string
   readonly tempPath: string
+  /** The temp file's inode, which its final name keeps (link and rename); set once the file is open. */
+  ino: bigint | null
   /** Settles when the temp file is complete (or failed); never rejects. */
   written: Promise<unknown>
 }
@@ -156,10 +161,10 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
         return
       }
       const tempPath = path.join(dirPath, UPLOAD_TEMP_PREFIX + randomBytes(12).toString('hex'))
-      const file: PendingFile = {name: cleanName(info.filename ?? ''), tempPath, written: Promise.resolve()}
+      const file: PendingFile = {name: cleanName(info.filename ?? ''), tempPath, ino: null, written: Promise.resolve()}
       // When the form breaks off, busboy fails itself (errored is set at once) and then the part stream: a 400, the
       // client's fault. Any other write failure (ENOSPC, EACCES) is ours: a 500.
-      file.written = writeTempFile(stream, tempPath, abort.signal).catch((error: unknown) => fail(parser.errored === null
+      file.written = writeTempFile(stream, tempPath, abort.signal, (ino) => (file.ino = ino)).catch((error: unknown) => fail(parser.errored === null
         ? error
         : new BadUploadError(`upload: malformed form: ${parser.errored.message}`, {cause: parser.errored})))
       files.push(file)
@@ -186,13 +191,14 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
   })
 }
 
-// Writes one file part to a new hidden file (O_EXCL, mode 0o644 regardless of umask). The signal is passed to
-// pipeline, which rejects at once when it was aborted before the file was open (a destroyed part stream alone can
-// leave pipeline waiting forever on Node 20).
-async function writeTempFile(stream: Readable, tempPath: string, signal: AbortSignal): Promise<void> {
+// Writes one file part to a new hidden file (O_EXCL, mode 0o644 regardless of umask), telling onOpen its inode. The
+// signal is passed to pipeline, which rejects at once when it was aborted before the file was open (a destroyed part
+// stream alone can leave pipeline waiting forever on Node 20).
+async function writeTempFile(stream: Readable, tempPath: string, signal: AbortSignal, onOpen: (ino: bigint) => void): Promise<void> {
   const handle = await open(tempPath, 'wx', FILE_MODE)
   try {
     await handle.chmod(FILE_MODE)
+    onOpen((await handle.stat({bigint: true})).ino)
   } catch (error) {
     await handle.close()
     throw error
@@ -214,13 +220,19 @@ async function placeFiles(dirPath: string, files: readonly PendingFile[], script
 
 // Links the temp file to the first free name (`a.txt`, `a-1.txt`, …). link(2) fails with EEXIST instead of
 // replacing, so an existing file, a file another upload just took, or a symlink is never overwritten or followed.
+// The manifest line goes first: the name never shows the upload unsandboxed, not even between link and append (a
+// GET there would be served, and cached, as the site's own active content).
 async function placeFile(dirPath: string, file: PendingFile, scriptExtensions: ReadonlySet<string>): Promise<string> {
+  if (file.ino === null) throw new Error(`upload: no inode for ${file.tempPath}`)
   for (let suffix = 0; suffix <= MAX_SUFFIX; suffix++) {
     const name = normalizeUploadName(file.name, suffix, scriptExtensions)
     // Only if the operator made `.txt` itself a script extension can this hold; refuse rather than store a script.
     // (An `nph-` prefix stays, but only matters in cgi-bin, where uploads never go; `.txt` keeps it from running.)
     if (scriptExtensions.has(path.extname(name).toLowerCase())) throw new ForbiddenError(`upload: ${JSON.stringify(name)} would run as a script`)
     const target = path.join(dirPath, name)
+    // Taken names are skipped without a manifest line; one taken in a race only leaves a line whose inode matches nothing.
+    if (await lstat(target).then(() => true, () => false)) continue
+    await recordUpload(dirPath, name, file.ino)
     try {
       await linkExclusive(file.tempPath, target)
       return name

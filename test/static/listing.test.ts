@@ -1,22 +1,25 @@
 // Directory answers: renderListing as a table, serveDirectory end to end on a real HTTP server with fixture directories.
 import {execFileSync} from 'node:child_process'
-import {mkdir, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, realpath, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {describe, expect, test} from 'vitest'
 import {MethodNotAllowedError, NotFoundError} from '../../src/errors.js'
 import {renderListing, serveDirectory, type ListingEntry, type ListingOptions} from '../../src/static/listing.js'
+import {startTestServer} from '../helpers/server.js'
 import {startHandlerServer, type Outcome} from '../helpers/static-server.js'
 import {makeTempDir} from '../helpers/temp-dir.js'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/static/', import.meta.url))
 const MTIME = new Date('2024-05-06T07:08:09Z')
 
-// Starts a server that treats the URL path as a directory under root; errors become bare status responses.
-function startServer(root: string, options: ListingOptions = {upload: false}): Promise<{url: string; outcomes: Outcome[]}> {
+// Starts a server that treats the URL path as a directory under root (also the document root, unless options say
+// otherwise); errors become bare status responses.
+async function startServer(root: string, options: Partial<ListingOptions> = {}): Promise<{url: string; outcomes: Outcome[]}> {
+  const listing: ListingOptions = {upload: false, documentRoot: await realpath(root), ...options}
   return startHandlerServer((req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
-    return serveDirectory(req, res, {dirPath: path.join(root, urlPath), urlPath}, options)
+    return serveDirectory(req, res, {dirPath: path.join(root, urlPath), urlPath}, listing)
   })
 }
 
@@ -217,13 +220,43 @@ describe('serveDirectory', () => {
 
     test('does not follow an index.html symlink that leaves the directory', async () => {
       const dir = await makeTempDir('listing')
-      await mkdir(path.join(dir, 'site'))
-      await writeFile(path.join(dir, 'outside.html'), 'outside')
-      await symlink('../outside.html', path.join(dir, 'site', 'index.html'))
+      await mkdir(path.join(dir, 'site', 'sub'), {recursive: true})
+      await writeFile(path.join(dir, 'site', 'elsewhere.html'), 'elsewhere')
+      await symlink('../elsewhere.html', path.join(dir, 'site', 'sub', 'index.html'))
+      const {url} = await startServer(path.join(dir, 'site'))
+      const html = await (await fetch(`${url}/sub/`)).text()
+      expect(html).not.toContain('elsewhere')
+      expect(linksOf(html)).toEqual([['../', '../'], ['index.html', 'index.html']])
+    })
+
+    // Regression: a symlink planted in htdocs showed the size and mtime of /etc/shadow in the listing.
+    test('does not list a symlink whose target leaves the document root, to a file or to a directory', async () => {
+      const dir = await makeTempDir('listing')
+      await mkdir(path.join(dir, 'site', 'inner'), {recursive: true})
+      await mkdir(path.join(dir, 'outside-dir'))
+      await writeFile(path.join(dir, 'secret.txt'), 'x'.repeat(31_337))
+      await symlink('../secret.txt', path.join(dir, 'site', 'shadow'))
+      await symlink(path.join(dir, 'outside-dir'), path.join(dir, 'site', 'etc'))
+      await symlink('/etc/passwd', path.join(dir, 'site', 'passwd'))
+      await symlink('../inner', path.join(dir, 'site', 'inner', 'up-and-in')) // leaves the directory, not the root
+      await writeFile(path.join(dir, 'site', 'ok.txt'), 'ok')
       const {url} = await startServer(path.join(dir, 'site'))
       const html = await (await fetch(`${url}/`)).text()
-      expect(html).not.toContain('outside')
-      expect(linksOf(html)).toEqual([['index.html', 'index.html']])
+      expect(linksOf(html).map(([, text]) => text)).toEqual(['inner/', 'ok.txt'])
+      expect(html).not.toMatch(/shadow|31337|etc|passwd/)
+      expect(linksOf(await (await fetch(`${url}/inner/`)).text()).map(([, text]) => text)).toEqual(['../', 'up-and-in/'])
+    })
+
+    test('through cgibox, the listing leaves out a symlink to a file outside htdocs', async () => {
+      const dir = await makeTempDir('listing')
+      await mkdir(path.join(dir, 'htdocs'))
+      await writeFile(path.join(dir, 'secret.txt'), 'x'.repeat(31_337))
+      await symlink('../secret.txt', path.join(dir, 'htdocs', 'shadow'))
+      await writeFile(path.join(dir, 'htdocs', 'ok.txt'), 'ok')
+      const {url} = await startTestServer({htdocs: path.join(dir, 'htdocs')})
+      const html = await (await fetch(url)).text()
+      expect(linksOf(html).map(([, text]) => text)).toEqual(['ok.txt'])
+      expect(html).not.toMatch(/shadow|31337/)
     })
 
     test('follows an index.html symlink to a file inside the directory', async () => {

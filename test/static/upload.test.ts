@@ -8,6 +8,7 @@ import {describe, expect, test} from 'vitest'
 import {normalizeConfig} from '../../src/config.js'
 import {BadUploadError, ForbiddenError, HttpError} from '../../src/errors.js'
 import {normalizeUploadName, receiveUpload, UPLOAD_TEMP_PREFIX, type UploadOptions} from '../../src/static/upload.js'
+import {parseManifest, UPLOAD_MANIFEST} from '../../src/static/upload-manifest.js'
 import {openSocket, rawRequest} from '../helpers/http.js'
 import {FIXTURES, startTestServer, type TestServer} from '../helpers/server.js'
 import {listenForTest} from '../helpers/static-server.js'
@@ -77,7 +78,7 @@ describe('upload', () => {
     expect(response.headers.get('location')).toBe('/')
     expect(response.headers.get('content-type')).toBe('text/plain; charset=utf-8')
     expect(await response.text()).toBe('data.bin\n')
-    expect(await listFiles(htdocs)).toEqual(['data.bin'])
+    expect(await listFiles(htdocs)).toEqual([UPLOAD_MANIFEST, 'data.bin'])
     expect(sha256(await readFile(path.join(htdocs, 'data.bin')))).toBe(sha256(data))
     expect((await stat(path.join(htdocs, 'data.bin'))).mode & 0o777).toBe(0o644)
   })
@@ -94,7 +95,7 @@ describe('upload', () => {
     expect(response.status).toBe(303)
     expect(response.headers.get('location')).toBe('/sub%20dir/')
     expect(await response.text()).toBe('one.txt\ntwo.txt\n')
-    expect(await listFiles(path.join(htdocs, 'sub dir'))).toEqual(['one.txt', 'two.txt'])
+    expect(await listFiles(path.join(htdocs, 'sub dir'))).toEqual([UPLOAD_MANIFEST, 'one.txt', 'two.txt'])
     const listing = await fetch(new URL(response.headers.get('location')!, url))
     expect(listing.status).toBe(200)
     const html = await listing.text()
@@ -131,7 +132,7 @@ describe('upload', () => {
       const response = await postMultipart(`${url}a/b/`, multipart([{disposition, content}]))
       expect(response.status).toBe(303)
       expect(await response.text()).toBe(`${expected}\n`)
-      expect(await listFiles(root)).toEqual(['htdocs', 'htdocs/a', 'htdocs/a/b', `htdocs/a/b/${expected}`])
+      expect(await listFiles(root)).toEqual(['htdocs', 'htdocs/a', 'htdocs/a/b', `htdocs/a/b/${UPLOAD_MANIFEST}`, `htdocs/a/b/${expected}`])
       expect(await readFile(path.join(htdocs, 'a', 'b', expected))).toEqual(content)
     })
 
@@ -140,7 +141,7 @@ describe('upload', () => {
       const {url} = await startUploadServer(htdocs)
       const response = await postMultipart(url, multipart([{disposition: `; filename="${'é'.repeat(1000)}.py"`, content: Buffer.from('x')}]))
       expect(response.status).toBe(303)
-      const [name] = await listFiles(htdocs)
+      const [name] = (await listFiles(htdocs)).filter((file) => file !== UPLOAD_MANIFEST)
       expect(name).toBe(`${'é'.repeat(125)}.txt`)
       expect(Buffer.byteLength(name!)).toBeLessThanOrEqual(255)
     })
@@ -327,6 +328,108 @@ describe('upload', () => {
     expect(Buffer.from(await served.arrayBuffer())).toEqual(source)
     expect(log.runs).toHaveLength(0)
     expect((await fetch(`${url}x.py`)).status).toBe(404)
+  })
+})
+
+// Regression: uploaded .html and .svg were served as active content from the site's origin, and an uploaded
+// index.html replaced the directory listing (stored XSS).
+describe('uploaded active content', () => {
+  const SCRIPT_HTML = Buffer.from('<!DOCTYPE html><script>fetch("/secret").then(r => r.text()).then(alert)</script>')
+  const SCRIPT_SVG = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(document.domain)"><script>alert(1)</script></svg>')
+
+  async function upload(url: string, name: string, content: Buffer): Promise<string> {
+    const response = await postMultipart(url, multipart([{disposition: `; filename="${name}"`, content}]))
+    expect(response.status).toBe(303)
+    return (await response.text()).trim()
+  }
+
+  test.each([
+    ['x.html', SCRIPT_HTML, 'text/html; charset=utf-8'],
+    ['x.svg', SCRIPT_SVG, 'image/svg+xml'],
+  ])('an uploaded %s is served with CSP sandbox and nosniff, on every request', async (name, content, type) => {
+    const {htdocs} = await makeSite()
+    const {url} = await startUploadServer(htdocs)
+    expect(await upload(url, name, content)).toBe(name)
+    for (let round = 0; round < 3; round++) { // the later rounds may come from the in-memory cache
+      const served = await fetch(`${url}${name}`)
+      expect(served.status).toBe(200)
+      expect(served.headers.get('content-type')).toBe(type)
+      expect(served.headers.get('content-security-policy')).toBe('sandbox')
+      expect(served.headers.get('x-content-type-options')).toBe('nosniff')
+      expect(Buffer.from(await served.arrayBuffer())).toEqual(content)
+    }
+  })
+
+  test('the manifest names each upload with the inode of the stored file, and is neither listed nor served', async () => {
+    const {htdocs} = await makeSite()
+    const {url} = await startUploadServer(htdocs)
+    await upload(url, 'a.html', SCRIPT_HTML)
+    await upload(url, 'a.html', SCRIPT_HTML)
+    const names = parseManifest(await readFile(path.join(htdocs, UPLOAD_MANIFEST), 'utf8'))
+    expect([...names.keys()]).toEqual(['a.html', 'a-1.html'])
+    for (const [name, inodes] of names) expect([...inodes]).toEqual([String((await stat(path.join(htdocs, name), {bigint: true})).ino)])
+    expect(await (await fetch(url)).text()).not.toContain(UPLOAD_MANIFEST)
+    expect((await fetch(`${url}${UPLOAD_MANIFEST}`)).status).toBe(404)
+  })
+
+  test('an uploaded index.html does not replace the listing; it is listed, and served sandboxed by name', async () => {
+    const {htdocs} = await makeSite()
+    await mkdir(path.join(htdocs, 'sub'))
+    const {url} = await startUploadServer(htdocs)
+    expect(await upload(`${url}sub/`, 'index.html', SCRIPT_HTML)).toBe('index.html')
+    const listing = await fetch(`${url}sub/`)
+    expect(listing.status).toBe(200)
+    expect(listing.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'")
+    const html = await listing.text()
+    expect(html).toContain('<h1>Index of /sub/</h1>')
+    expect(html).toContain('href="index.html"')
+    expect(html).not.toContain('<script')
+    expect((await fetch(`${url}sub/index.html`)).headers.get('content-security-policy')).toBe('sandbox')
+  })
+
+  test("the site's own index.html stays the index, without CSP sandbox, after an index.html was uploaded beside it", async () => {
+    const {htdocs} = await makeSite()
+    await writeFile(path.join(htdocs, 'index.html'), '<p>site</p>')
+    const {url} = await startUploadServer(htdocs)
+    expect(await upload(url, 'index.html', SCRIPT_HTML)).toBe('index-1.html')
+    const index = await fetch(url)
+    expect(index.headers.get('content-security-policy')).toBeNull()
+    expect(await index.text()).toBe('<p>site</p>')
+    expect((await fetch(`${url}index.html`)).headers.get('content-security-policy')).toBeNull()
+    expect((await fetch(`${url}index-1.html`)).headers.get('content-security-policy')).toBe('sandbox')
+  })
+
+  test("a manifest line with another inode (an upload that lost the name in a race) does not mark the site's file", async () => {
+    const {htdocs} = await makeSite()
+    await writeFile(path.join(htdocs, 'index.html'), '<p>site</p>')
+    const {ino} = await stat(path.join(htdocs, 'index.html'), {bigint: true})
+    await writeFile(path.join(htdocs, UPLOAD_MANIFEST), `${ino + 1n} index.html\n`)
+    const {url} = await startUploadServer(htdocs)
+    const index = await fetch(url)
+    expect(await index.text()).toBe('<p>site</p>')
+    expect(index.headers.get('content-security-policy')).toBeNull()
+  })
+
+  test('an upload stays sandboxed when the server runs again without --upload', async () => {
+    const {htdocs} = await makeSite()
+    const uploading = await startUploadServer(htdocs)
+    await upload(uploading.url, 'x.html', SCRIPT_HTML)
+    const {url} = await startTestServer({htdocs})
+    expect((await fetch(`${url}x.html`)).headers.get('content-security-policy')).toBe('sandbox')
+  })
+})
+
+describe('parseManifest', () => {
+  test.each<[string, string, Record<string, string[]>]>([
+    ['one line', '12 a.html\n', {'a.html': ['12']}],
+    ['names with spaces keep them', '12 my page.html\n', {'my page.html': ['12']}],
+    ['two inodes for one name', '12 a\n13 a\n', {a: ['12', '13']}],
+    ['a last line without its newline', '12 a\n13 b', {a: ['12'], b: ['13']}],
+    ['lines without a name or an inode are skipped', '12\n 12\n12 \n\n7 ok\n', {ok: ['7']}],
+    ['empty', '', {}],
+  ])('%s', (_label, text, expected) => {
+    const parsed = Object.fromEntries([...parseManifest(text)].map(([name, inodes]) => [name, [...inodes]]))
+    expect(parsed).toEqual(expected)
   })
 })
 
