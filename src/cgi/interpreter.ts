@@ -116,9 +116,9 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
     }
     if (isPhpCgi(interpreter)) return {argv: [interpreter], readPaths: []}
     // `#!/usr/bin/python3` or `#!/usr/bin/env python3`, no flags: what a zygote of that python reproduces.
-    const python = words.length === 1 ? interpreter
-      : path.basename(interpreter) === 'env' && words.length === 2 ? await lookUpProgram(words[1]!) : null
-    const warm = python !== null ? warmPythonOf([python, scriptFilename], scriptFilename) : null
+    const viaEnv = path.basename(interpreter) === 'env' && words.length === 2
+    const python = words.length === 1 ? interpreter : viaEnv ? await lookUpProgram(words[1]!) : null
+    const warm = python !== null ? warmPythonOf([python, scriptFilename], scriptFilename, viaEnv ? words[1]! : python) : null
     return {argv: [scriptFilename], readPaths: [interpreter], warm}
   }
 
@@ -175,9 +175,9 @@ function isExecutableMode(mode: number): boolean {
 }
 
 // `python3 script` exactly (python3 or python3.N, no flags): the warm zygote's case.
-function warmPythonOf(argv: readonly string[], scriptFilename: string): WarmPython | null {
+function warmPythonOf(argv: readonly string[], scriptFilename: string, argv0 = argv[0]!): WarmPython | null {
   if (argv.length !== 2 || argv[1] !== scriptFilename || !/^python3(\.\d+)?$/.test(path.basename(argv[0]!))) return null
-  return {interpreter: argv[0]!, script: scriptFilename}
+  return {interpreter: argv[0]!, script: scriptFilename, argv0}
 }
 
 function isPhpCgi(program: string): boolean {

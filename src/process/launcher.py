@@ -4,7 +4,7 @@
 # parent-death signal, no-new-privs, cwd, signal dispositions, close every other descriptor, exec.
 #
 # Protocol (all integers big-endian):
-# - stdin (from the server): one line `{"secret": hex}` at start, then one JSON line per kill:
+# - stdin (from the server): one line `{"secret": hex, "zygoteMaxForks": n}` at start, then one JSON line per kill:
 #   `{"kill": id, "signal": n}` (the run's direct child and its process group). EOF: kill every run, exit.
 # - stdout (to the server): JSON lines `{"ready": true, ...}`, `{"id", "pid"}` once forked, `{"id", "error", "stage"}`
 #   when setup or exec failed in the child, `{"id", "exit", "signal"}` once the launcher reaped it.
@@ -80,16 +80,22 @@ PRCTL = load_prctl()
 
 # What a zygote starts with: the environment a run's python starts with, minus what differs per run.
 ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+# A zygote's forks share what python3 fixes at start-up (the str hash seed): a zygote serves this many runs, or this
+# many seconds, then a fresh one takes over and the old one exits once its runs have ended.
+ZYGOTE_MAX_FORKS = 1000
+ZYGOTE_MAX_AGE_S = 60.0
 
 
 class Zygote:
-    __slots__ = ("interpreter", "pid", "channel", "ready")
+    __slots__ = ("interpreter", "pid", "channel", "ready", "forks", "since")
 
     def __init__(self, interpreter, pid, channel):
         self.interpreter = interpreter
         self.pid = pid
         self.channel = channel
         self.ready = False
+        self.forks = 0
+        self.since = time.monotonic()
 
 
 class Conn:
@@ -105,8 +111,9 @@ class Conn:
 
 
 class Launcher:
-    def __init__(self, socket_dir, socket_name, secret):
+    def __init__(self, socket_dir, socket_name, secret, zygote_max_forks=ZYGOTE_MAX_FORKS):
         self.secret = secret
+        self.zygote_max_forks = zygote_max_forks
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         # Bound through a descriptor of its directory: a unix socket path has at most 107 bytes, a TMPDIR may be deep.
         dir_fd = os.open(socket_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -296,9 +303,23 @@ class Launcher:
             return None
         interpreter = warm.get("interpreter")
         zygote = self.zygotes.get(interpreter)
+        if zygote is not None and (zygote.forks >= self.zygote_max_forks or time.monotonic() - zygote.since > ZYGOTE_MAX_AGE_S):
+            self.retire_zygote(zygote)
+            zygote = None
         if zygote is None:
             zygote = self.start_zygote(interpreter)
-        return zygote if zygote is not None and zygote.ready else None
+        if zygote is None or not zygote.ready:
+            return None
+        zygote.forks += 1
+        return zygote
+
+    def retire_zygote(self, zygote):
+        # No new runs for it; it exits once its runs have ended (its channel then closes and drop_zygote follows).
+        del self.zygotes[zygote.interpreter]
+        try:
+            zygote.channel.send(json.dumps({"retire": True}).encode())
+        except OSError:
+            pass
 
     def start_zygote(self, interpreter):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -593,6 +614,7 @@ class ZygoteServer:
 
         self.channel = fd
         self.sock = socket.socket(fileno=fd)  # for recv_fds; detached in each run
+        self.retiring = False
         self.children = {}  # pid -> run id
         self.ids = {}  # run id -> pid
         self.poller = select.epoll()
@@ -646,6 +668,10 @@ class ZygoteServer:
                     self.send({"warning": "%s: %s" % (type(error).__name__, error)})
 
     def handle(self, message, fds):
+        if "retire" in message:
+            self.retiring = True
+            self.exit_if_retired()
+            return
         if "kill" in message:
             pid = self.ids.get(message["kill"])
             if pid is not None:
@@ -691,9 +717,9 @@ class ZygoteServer:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             run_id = self.children.pop(pid, None)
             if run_id is None:
                 continue
@@ -702,6 +728,11 @@ class ZygoteServer:
                 self.send({"id": run_id, "exit": None, "signal": os.WTERMSIG(status)})
             else:
                 self.send({"id": run_id, "exit": os.WEXITSTATUS(status), "signal": None})
+        self.exit_if_retired()
+
+    def exit_if_retired(self):
+        if self.retiring and not self.children:
+            os._exit(0)
 
     def become(self, plan, request_fd, stdout_fd, err_w):
         # In the forked child: the same steps as an exec'd run, then the script in this interpreter.
@@ -724,7 +755,7 @@ class ZygoteServer:
         time.tzset()
         sys.argv[:] = [script]
         if hasattr(sys, "orig_argv"):
-            sys.orig_argv[:] = [warm["interpreter"], script]
+            sys.orig_argv[:] = [warm.get("argv0", warm["interpreter"]), script]
         sys.path[0] = os.path.dirname(os.path.realpath(script))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # what a fresh python3 sets; SIGPIPE, SIGXFSZ stay ignored
@@ -749,6 +780,8 @@ class ZygoteServer:
             # What a fresh python3 shows: the script's frames, not runpy's or the zygote's.
             while tb is not None and tb.tb_frame.f_code.co_filename != script:
                 tb = tb.tb_next
+            if value is not None and tb is not None:
+                value = value.with_traceback(tb)  # the hook prints the exception's own traceback
             try:
                 sys.excepthook(kind, value, tb)
             except BaseException:  # noqa: BLE001
@@ -803,10 +836,11 @@ def main():
         if not byte:
             sys.exit(0)
         line += byte
-    secret = bytes.fromhex(json.loads(line)["secret"])
+    settings = json.loads(line)
+    secret = bytes.fromhex(settings["secret"])
     # Descriptors cgibox itself inherited (a shell's `exec 41<dir`) must not reach the runs, nor stay here.
     os.closerange(3, 1 << 20)
-    launcher = Launcher(sys.argv[1], sys.argv[2], secret)
+    launcher = Launcher(sys.argv[1], sys.argv[2], secret, int(settings.get("zygoteMaxForks", ZYGOTE_MAX_FORKS)))
     subreaper = False
     if PRCTL is not None:
         try:

@@ -65,6 +65,8 @@ export interface LauncherOptions {
   readonly python?: string
   /** Lines the launcher reports that are not about a run. */
   readonly onWarning?: (message: string) => void
+  /** Runs a warm Python zygote forks before a fresh one replaces it (they share python's hash seed). Default: `1000`. */
+  readonly zygoteMaxForks?: number
 }
 
 interface PendingRun {
@@ -202,7 +204,7 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
       stdio: ['pipe', 'pipe', 'inherit'], env: {PATH: '/usr/bin:/bin', LANG: 'C.UTF-8'},
     })
     child.stdin!.on('error', () => {})
-    child.stdin!.write(JSON.stringify({secret: secret.toString('hex')}) + '\n')
+    child.stdin!.write(JSON.stringify({secret: secret.toString('hex'), zygoteMaxForks: opts.zygoteMaxForks ?? 1000}) + '\n')
     let markReady: (info: {python: string; subreaper: boolean}) => void = () => {}
     const self: Helper = {
       process: child,

@@ -34,8 +34,11 @@ export interface RunPlan {
 
 /** A Python script and the interpreter a fresh run would start it with. */
 export interface WarmPython {
+  /** Absolute path of the python3 the run would exec. */
   readonly interpreter: string
   readonly script: string
+  /** The argv[0] it would get (`python3` from `#!/usr/bin/env python3`): sys.orig_argv[0] of a fresh run. */
+  readonly argv0: string
 }
 
 // How a run is ended and cleaned up: decided by the level, carried out by run.ts.

@@ -137,14 +137,37 @@ describe('commandFor', () => {
 
 describe('an executable file with a #! line runs by that line (Apache, lighttpd, http.server --cgi)', () => {
   test.each([
-    ['taint.pl', '#!/usr/bin/perl -wT\nprint "ok"\n', '/usr/bin/perl'],
-    ['bashism.sh', '#!/bin/bash\necho $BASH_VERSION\n', '/bin/bash'],
-    ['hello.py', '#!/usr/bin/env python3\nprint()\n', '/usr/bin/env'],
-    ['page.cgi', '#!/bin/sh\necho\n', '/bin/sh'],
-  ])('%s runs itself, its interpreter visible to the run', async (name, content, interpreter) => {
+    ['taint.pl', '#!/usr/bin/perl -wT\nprint "ok"\n', '/usr/bin/perl', false],
+    ['bashism.sh', '#!/bin/bash\necho $BASH_VERSION\n', '/bin/bash', false],
+    ['hello.py', '#!/usr/bin/env python3\nprint()\n', '/usr/bin/env', true],
+    ['page.cgi', '#!/bin/sh\necho\n', '/bin/sh', false],
+  ])('%s runs itself, its interpreter visible to the run (warm python: %s)', async (name, content, interpreter, warm) => {
     const {resolver, script} = await setup()
     const route = await script(name, content, 0o755)
-    expect(await resolver.commandFor(route)).toEqual({argv: [route.scriptFilename], readPaths: [interpreter]})
+    expect(await resolver.commandFor(route)).toEqual({
+      argv: [route.scriptFilename], readPaths: [interpreter],
+      warm: warm ? {interpreter: onSafePath('python3'), script: route.scriptFilename, argv0: 'python3'} : null,
+    })
+  })
+
+  test.each([
+    ['#!/usr/bin/python3', true],
+    ['#!/usr/bin/python3 -u', false],
+    ['#!/usr/bin/env python3', true],
+    ['#!/usr/bin/env -S python3 -u', false],
+    ['#!/usr/bin/perl', false],
+  ])('%s may start warm: %s', async (line, warm) => {
+    const {resolver, script} = await setup()
+    const route = await script('page.py', `${line}\nprint()\n`, 0o755)
+    expect((await resolver.commandFor(route)).warm != null).toBe(warm)
+  })
+
+  test('python3 from the map may start warm; python3 with extra words may not', async () => {
+    const plain = await setup()
+    expect((await plain.resolver.commandFor(await plain.script('plain.py', 'print()\n', 0o644))).warm)
+      .toMatchObject({interpreter: onSafePath('python3')})
+    const flagged = await setup({interpreters: {'.py': ['python3', '-u']}})
+    expect((await flagged.resolver.commandFor(await flagged.script('plain.py', 'print()\n', 0o644))).warm).toBeNull()
   })
 
   test.each([

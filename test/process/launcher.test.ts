@@ -18,7 +18,7 @@ async function openLauncher(): Promise<{launcher: Launcher; socketDir: string}> 
 
 const BASE: RunPlan = {
   argv: ['/bin/sh', '-c', 'true'], env: {PATH: '/usr/bin:/bin'}, cwd: '/', uid: null, gid: null, cgroups: [], rlimits: {},
-  noNewPrivs: false, stdoutFd: 1,
+  noNewPrivs: false, stdoutFd: 1, warm: null,
 }
 
 // Runs to its end and collects what it wrote and how it exited.
@@ -229,5 +229,50 @@ describe('a stranger on the launcher socket (a script sharing cgibox\'s uid)', (
     await send(socketPath, Buffer.from('CG'))
     expect((await collect(launcher.launch({...BASE, argv: ['/bin/echo', 'alive']}))).stdout).toBe('alive\n')
     expect(launcher.info.restarts).toBe(0)
+  })
+})
+
+describe('warm python', () => {
+  // A script printing its parent's pid (the zygote, when warm) and python's str hash of a constant.
+  async function warmPlan(): Promise<RunPlan> {
+    const dir = await makeTempDir('warm')
+    const script = path.join(dir, 'who.py')
+    fs.writeFileSync(script, 'import os\nprint(os.getppid(), hash("cgibox"))\n')
+    return {...BASE, argv: ['/usr/bin/python3', script], env: {PATH: '/usr/bin:/bin', LANG: 'C.UTF-8'},
+      warm: {interpreter: '/usr/bin/python3', script, argv0: '/usr/bin/python3'}}
+  }
+
+  function zygotes(): number[] {
+    return fs.readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).filter((entry) => {
+      try {
+        return fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('--zygote')
+      } catch {
+        return false
+      }
+    }).map(Number)
+  }
+
+  test('a zygote forks at most zygoteMaxForks runs, then a fresh one (a new hash seed) takes over and the old one exits', async () => {
+    const socketDir = await makeTempDir('launcher')
+    const launcher = await startLauncher({socketDir, zygoteMaxForks: 3})
+    onTestFinished(() => launcher.close())
+    const plan = await warmPlan()
+    const results: {parent: string; hash: string; warm: boolean}[] = []
+    for (let run = 0; run < 12; run++) {
+      const launched = launcher.launch(plan)
+      const {stdout} = await collect(launched)
+      const [parent, hash] = stdout.trim().split(' ')
+      results.push({parent: parent!, hash: hash!, warm: (await launched.exit).warm})
+    }
+    const warm = results.filter((result) => result.warm)
+    expect(warm.length).toBeGreaterThanOrEqual(6)
+    const generations = new Map<string, Set<string>>()
+    for (const result of warm) generations.set(result.parent, (generations.get(result.parent) ?? new Set()).add(result.hash))
+    expect(generations.size).toBeGreaterThanOrEqual(2)
+    for (const [, hashes] of generations) expect(hashes.size).toBe(1) // one seed per zygote…
+    expect(new Set(warm.map((result) => result.hash)).size).toBe(generations.size) // …a new one per zygote
+    for (const parent of generations.keys()) expect(warm.filter((result) => result.parent === parent).length).toBeLessThanOrEqual(3)
+    // Retired zygotes exit once their runs have ended: only the current one is left.
+    await expect.poll(() => zygotes().filter((pid) => generations.has(String(pid))).length, {timeout: 5_000}).toBeLessThanOrEqual(1)
   })
 })

@@ -333,7 +333,7 @@ describe('without a sandbox (negative control)', () => {
     // The launcher alone: no cgroup, no uid of the run's own.
     const child = box.launcher.launch({
       argv: ['/bin/sh', './daemon.sh', marker], env: RUN_ENV, cwd: HOSTILE, uid: null, gid: null, cgroups: [],
-      rlimits: {}, noNewPrivs: false, stdoutFd: 1,
+      rlimits: {}, noNewPrivs: false, stdoutFd: 1, warm: null,
     })
     child.stdin.end()
     child.stdout.resume()
