@@ -126,6 +126,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
             cgiBin: config.cgiBin,
             pageExtensions: config.pageExtensions,
             interpreters: config.interpreters,
+            meter: spooler.meter,
           })
         }
         return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath}, {upload: config.upload, documentRoot: router.documentRoot}, line.method)

@@ -10,6 +10,7 @@ import {finished, Transform, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import busboy from 'busboy'
 import type {Config} from '../config.js'
+import type {BodySpooler} from '../limits/body-limit.js'
 import {BadUploadError, ForbiddenError, PayloadTooLargeError} from '../errors.js'
 import {isInside} from '../router.js'
 import {recordUpload} from './upload-manifest.js'
@@ -25,6 +26,11 @@ export interface UploadOptions {
   readonly pageExtensions: Config['pageExtensions']
   /** Extensions with an interpreter; such uploads get `.txt` appended too. */
   readonly interpreters: Config['interpreters']
+  /**
+   * Counts the body against the server's spool budget and idle timeout (body-limit.ts): 503 past the budget, 408 when
+   * the client stalls, and the partial files are removed at once. Default: only maxUploadBytes is counted.
+   */
+  readonly meter?: BodySpooler['meter']
 }
 
 /** Hidden (dotfiles are never routed or listed) name prefix of a file still being received. */
@@ -127,17 +133,9 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
   } catch (error) {
     throw new BadUploadError(`upload: not a multipart/form-data body (${String(req.headers['content-type'])})`, {cause: error})
   }
-  let received = 0
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      received += chunk.length
-      if (received > options.maxUploadBytes) {
-        callback(new PayloadTooLargeError(`upload: body over ${options.maxUploadBytes} bytes, the limit is ${options.maxUploadBytes} bytes`))
-        return
-      }
-      callback(null, chunk)
-    },
-  })
+  const metered = options.meter?.(req, options.maxUploadBytes) ?? {stream: countOnly(options.maxUploadBytes), release: () => {}}
+  const counter = metered.stream
+  counter.once('close', () => metered.release())
 
   // Aborted on failure: every write, begun or not, then settles, so the caller can unlink its temp file.
   const abort = new AbortController()
@@ -188,6 +186,21 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
     })
     // Piped, not a pipeline: an error must not destroy the socket before sendError's 413 goes out (body-limit.ts).
     req.pipe(counter).pipe(parser)
+  })
+}
+
+// A byte counter alone: 413 past maxBytes.
+function countOnly(maxBytes: number): Transform {
+  let received = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length
+      if (received > maxBytes) {
+        callback(new PayloadTooLargeError(`upload: body over ${maxBytes} bytes, the limit is ${maxBytes} bytes`))
+        return
+      }
+      callback(null, chunk)
+    },
   })
 }
 

@@ -108,3 +108,32 @@ describe('descriptors: the connection cap and the header timeout', () => {
     })))
   })
 })
+
+describe('uploads (--upload) are held to the same budget and idle timeout', () => {
+  test('a stalled upload gets 408 and leaves no partial file behind', async () => {
+    const {makeTempDir} = await import('../helpers/temp-dir.js')
+    const htdocs = await makeTempDir('upload-stall')
+    const server = await startTestServer({htdocs, upload: true, bodyIdleTimeoutMs: 1_000})
+    const socket = await openSocket(server.port)
+    const boundary = 'cgibox-boundary'
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`
+    socket.write(`POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: 10000000\r\n\r\n${head}`)
+    socket.write(Buffer.alloc(300 * KIB, 0x63))
+    // The partial file exists while the client sends…
+    await expect.poll(() => fs.readdirSync(htdocs).filter((name) => name.startsWith('.cgibox-upload-')).length, {timeout: 5_000}).toBe(1)
+    // …then the client stalls: 408, and nothing of the upload is left.
+    expect((await readUntil(socket, (data) => data.includes('\r\n\r\n'), 10_000)).toString('latin1')).toMatch(/^HTTP\/1\.1 408 /)
+    await expect.poll(() => fs.readdirSync(htdocs).filter((name) => name !== '.cgibox-uploads'), {timeout: 5_000}).toEqual([])
+  })
+
+  test('uploads past the spool budget are refused with 503', async () => {
+    const {makeTempDir} = await import('../helpers/temp-dir.js')
+    const htdocs = await makeTempDir('upload-budget')
+    const server = await startTestServer({htdocs, upload: true, maxSpoolBytes: '256K'})
+    const form = new FormData()
+    form.append('file', new Blob([Buffer.alloc(512 * KIB, 0x64)]), 'big.bin')
+    const response = await fetch(server.url, {method: 'POST', body: form})
+    expect(response.status).toBe(503)
+    expect(fs.readdirSync(htdocs).filter((name) => name !== '.cgibox-uploads')).toEqual([])
+  })
+})
