@@ -6,7 +6,7 @@ import {parseArgs} from 'node:util'
 import {parse as parseJsonc, type ParseError} from 'jsonc-parser'
 import {LOCATION_PATH_KEYS, PATH_KEYS, type Config, type OptionNames, type RawConfig} from './config.js'
 
-export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {version: string}).version
+export {VERSION} from './version.js'
 
 // Flag → config key; `int` flags must be non-negative integers, `size` flags byte counts with an optional unit.
 const FLAGS = {
@@ -34,6 +34,7 @@ const FLAGS = {
   'max-upload': {key: 'maxUploadBytes', kind: 'size'},
   'pass-authorization': {key: 'passAuthorization', kind: 'boolean'},
   'access-log': {key: 'accessLog', kind: 'string'},
+  'log-format': {key: 'logFormat', kind: 'string'},
 } as const
 
 export const HELP = `Usage: cgibox [options]
@@ -66,6 +67,7 @@ anywhere under --htdocs, and everything else under --htdocs as static files.
   --max-upload <size>     largest upload (default 64M)
   --pass-authorization    export the Authorization header to scripts
   --access-log <format>   combined | common | off (default combined)
+  --log-format <format>   text | json (JSON lines through pino; default text)
   -h, --help              show this help
   -v, --version           show the version
 `

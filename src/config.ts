@@ -4,6 +4,7 @@ import os, {availableParallelism} from 'node:os'
 import fs from 'node:fs'
 import path from 'node:path'
 import bytes from 'bytes'
+import {createAddressList} from './address-list.js'
 
 export type SandboxLevel = 'none' | 'rlimit' | 'bwrap'
 export type SandboxSetting = SandboxLevel | 'auto'
@@ -139,6 +140,17 @@ export interface Config {
   readonly cacheDir: string
   /** `combined`, `common` or `off`. Default: `combined`. */
   readonly accessLog: 'combined' | 'common' | 'off'
+  /** `text` (access lines in Combined Log Format, records as key=value) or `json` (pino JSON lines). Default: `text`. */
+  readonly logFormat: 'text' | 'json'
+  /** Addresses and CIDR ranges besides loopback that may use /.cgibox/ (health, metrics, status). Default: `[]`. */
+  readonly adminAllow: readonly string[]
+  /**
+   * Proxies whose X-Forwarded-For is believed: REMOTE_ADDR is then the client it names (the last address not itself a
+   * trusted proxy), and the access log and status page show it. Default: `[]` (REMOTE_ADDR is always the peer).
+   */
+  readonly trustProxy: readonly string[]
+  /** On SIGTERM, how long health answers 503 while new connections are still accepted, before they are refused. Default: `0`. */
+  readonly drainMs: number
   /** How long a small static file (≤ 256 KiB) is served from memory before the disk is checked again; 0 = never. Default: `1_000`. */
   readonly staticCacheMs: number
 }
@@ -179,7 +191,8 @@ const TOP_KEYS = [
   'host', 'port', 'htdocs', 'cgiBin', 'sandbox', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'shutdownGraceMs',
   'maxConnections', 'headersTimeoutMs', 'keepAliveTimeoutMs', 'requestTimeoutMs', 'bodyIdleTimeoutMs', 'maxSpoolBytes',
   'mounts', 'locations', 'interpreters', 'pageExtensions', 'env', 'passAuthorization', 'user', 'uidPoolStart',
-  'uidPoolSize', 'upload', 'maxUploadBytes', 'runtimeDir', 'cacheDir', 'accessLog', 'staticCacheMs', 'warmPython', 'limits',
+  'uidPoolSize', 'upload', 'maxUploadBytes', 'runtimeDir', 'cacheDir', 'accessLog', 'logFormat', 'adminAllow', 'trustProxy', 'drainMs', 'staticCacheMs',
+  'warmPython', 'limits',
   ...LIMIT_KEYS,
 ]
 const LOCATION_KEYS = [
@@ -261,6 +274,10 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     maxUploadBytes = 64 * MIB,
     runtimeDir = defaultRuntimeBase(),
     accessLog = 'combined',
+    logFormat = 'text',
+    adminAllow = [],
+    trustProxy = [],
+    drainMs = 0,
     staticCacheMs = 1_000,
     warmPython = true,
   } = raw
@@ -305,6 +322,10 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     runtimeDir: normalizedRuntimeDir,
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
     accessLog: expectOneOf('accessLog', accessLog, ['combined', 'common', 'off'] as const),
+    logFormat: expectOneOf('logFormat', logFormat, ['text', 'json'] as const),
+    adminAllow: expectAddressList('adminAllow', adminAllow),
+    trustProxy: expectAddressList('trustProxy', trustProxy),
+    drainMs: expectInteger('drainMs', drainMs, 0),
     staticCacheMs: expectInteger('staticCacheMs', staticCacheMs, 0),
     warmPython: normalizedWarmPython,
   }
@@ -430,6 +451,12 @@ function deepFreeze<T>(value: T): T {
 function expectArray(name: string, value: unknown): unknown[] {
   if (!Array.isArray(value)) throw new TypeError(`Expected the \`${label(name)}\` option to be an array, got ${describe(value)}`)
   return value
+}
+
+function expectAddressList(name: string, value: unknown): string[] {
+  const list = expectStringArray(name, value)
+  createAddressList(list, label(name)) // throws naming a bad entry
+  return list
 }
 
 function expectBoolean(name: string, value: unknown): boolean {

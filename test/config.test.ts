@@ -68,7 +68,7 @@ describe('locations (nginx location, Apache <Location>)', () => {
       option: 'locations[0]', prefix: '/cgi-bin/guestbook/', program: null, sandbox: 'rlimit', user: 'www-data', readPaths: ['/site/etc'],
       writePaths: ['/site/data'], env: {GB: '1'}, passAuthorization: true, requireSandbox: 'rlimit',
       auth: {realm: 'guests', htpasswd: '/site/users.htpasswd'},
-      limits: {...DEFAULT_LIMITS, timeoutMs: 5, maxBodyBytes: 1024 * 1024},
+      limits: {...DEFAULT_LIMITS, timeoutMs: 5, maxBodyBytes: 1024 * 1024}, warmPython: true,
     }])
   })
 
@@ -204,8 +204,10 @@ describe('parseCommandLine', () => {
     [['--sandbox', 'none'], {sandbox: 'none'}],
     [['--timeout', '1500'], {timeoutMs: 1500}],
     [['--kill-grace', '10'], {killGraceMs: 10}],
-    [['--max-output', '1024'], {maxOutputBytes: 1024}],
-    [['--max-body', '0'], {maxBodyBytes: 0}],
+    // Sizes stay as written here; normalizeConfig reads their units.
+    [['--max-output', '1024'], {maxOutputBytes: '1024'}],
+    [['--max-body', '0'], {maxBodyBytes: '0'}],
+    [['--memory', '512M'], {memoryBytes: '512M'}],
     [['--max-concurrent', '4'], {maxConcurrent: 4}],
     [['--max-queued', '3'], {maxQueued: 3}],
     [['--upload'], {upload: true}],
@@ -232,13 +234,18 @@ describe('parseCommandLine', () => {
     [['--port'], '--port'],
     [['--timeout', 'x'], '--timeout'],
     [['--timeout', '1.5'], '--timeout'],
-    [['--max-output', '10MB'], '--max-output'],
     [['--max-concurrent', '-2'], '--max-concurrent'],
     [['--bogus-flag'], '--bogus-flag'],
     [['--config', '/nonexistent/cgibox.json'], '--config'],
     [['stray'], 'stray'],
+    [['--max-output', '10QB'], '--max-output'],
+    [['--memory', '-1M'], '--memory'],
+    [['--timeout', '0'], '--timeout'],
   ])('%j is refused with a TypeError naming %s', (argv, option) => {
-    const error = caught(() => parseCommandLine(argv, '/work'))
+    const error = caught(() => {
+      const commandLine = parseCommandLine(argv, '/work')
+      normalizeConfig(commandLine.raw, commandLine.baseDir, commandLine.names)
+    })
     expect(error).toBeInstanceOf(TypeError)
     expect((error as Error).message).toContain(option)
   })

@@ -16,11 +16,23 @@ export interface RequestLine {
   readonly url: string
   /** Local redirects followed so far. */
   readonly redirects: number
-  readonly requestId: number
+  readonly requestId: string
+  /** The client's address: the peer, or what a trusted proxy's X-Forwarded-For names. */
+  readonly client: string
+  /** What the access log and metrics learn of the request while it is served. */
+  readonly state: RequestState
   /** Aborted when the client goes away before its response is finished: every run of every hop dies with it. */
   readonly clientGone: AbortSignal
   /** The user a location's Basic auth let in, or null. */
   readonly remoteUser: string | null
+}
+
+// Filled in while a request is served: what served it, and why a response that had started was cut off.
+export interface RequestState {
+  /** static, cache, directory, redirect, upload, script, admin; error when nothing else answered. */
+  kind: string
+  /** deadline, output-cap, client-gone, error, a signal…; null for a response that ended cleanly. */
+  cut: string | null
 }
 
 export interface CgiContext {

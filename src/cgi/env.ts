@@ -1,6 +1,6 @@
 // Builds the environment of one CGI run (RFC 3875 §4.1) from the request alone; it never reads process.env.
 // No DNS (REMOTE_HOST is the address); REMOTE_USER and AUTH_TYPE only when cgibox authenticated the request itself.
-import {readFileSync} from 'node:fs'
+import {VERSION} from '../version.js'
 import type {ScriptRoute} from '../route.js'
 
 // What buildCgiEnv needs to know about one request: node:http request fields, the route and the config.
@@ -33,8 +33,7 @@ export interface CgiEnvInput {
   readonly extraEnv: Readonly<Record<string, string>>
 }
 
-// Read with fs at load: a JSON import needs import attributes, which Node 20.0–20.9 spell differently.
-const SERVER_SOFTWARE = `cgibox/${readPackageVersion()}`
+const SERVER_SOFTWARE = `cgibox/${VERSION}`
 // Defaults for an environment built from nothing; config env may override them.
 const SAFE_DEFAULTS = {PATH: '/usr/local/bin:/usr/bin:/bin', TZ: resolveTimeZone(), LANG: 'C.UTF-8'}
 // Letters, digits and '-' only: X_Foo would otherwise collide with X-Foo as HTTP_X_FOO (lighttpd http_cgi.c).
@@ -107,11 +106,6 @@ function collectHeaders(rawHeaders: readonly string[]): Map<string, string[]> {
   return headers
 }
 
-function readPackageVersion(): string {
-  const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
-  const version = typeof pkg === 'object' && pkg !== null ? (pkg as {version?: unknown}).version : undefined
-  return typeof version === 'string' ? version : '0.0.0'
-}
 
 // SERVER_NAME is the Host header without its port; two Host headers or odd characters fall back to the config host.
 function resolveServerName(hostValues: readonly string[] | undefined, fallback: string): string {

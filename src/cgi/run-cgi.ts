@@ -17,6 +17,8 @@ import type {CgiContext, RequestLine} from './context.js'
 
 // How many local redirects (Location: /path) one request may follow (Apache's LimitInternalRecursion is 10).
 export const MAX_LOCAL_REDIRECTS = 10
+/** How long a script that closed stdout before its headers has to exit by itself before it is killed. */
+const EXIT_WAIT_MS = 250
 
 // Runs the script of `script` for the request; resolves when the response is finished (the run may linger).
 export async function runCgi(req: IncomingMessage, res: ServerResponse, line: RequestLine, script: ScriptRoute,
@@ -40,7 +42,7 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
       httpVersion: req.httpVersion,
       rawHeaders: req.rawHeaders,
       requestUri: line.url,
-      remoteAddress: req.socket.remoteAddress ?? '',
+      remoteAddress: line.client,
       remotePort: req.socket.remotePort ?? 0,
       localAddress: req.socket.localAddress ?? '',
       localPort: req.socket.localPort ?? 0,
@@ -63,6 +65,7 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
       body: body !== null && body.length !== null && body.length > 0 ? body.open() : null,
       clientGone: line.clientGone,
       warm: command.warm ?? null,
+      label: {requestId: line.requestId, script: script.scriptName, client: line.client},
     })
   } catch (error) {
     release()
@@ -74,6 +77,7 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
     logRun(ctx, line.requestId, script, outcome)
     await body?.dispose()
   })
+  line.state.kind = 'script'
   if (script.nph) return streamRaw(req, run)
   const head = await readHead(run, limits, script)
   if (head.location?.startsWith('/') && head.status === null) return followLocalRedirect(req, res, line, head, run, ctx)
@@ -84,11 +88,11 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
     run.stdout.on('error', () => {})
     return
   }
-  await streamBody(res, head.rest, run, limits, script)
+  await streamBody(res, head.rest, run, limits, script, line)
 }
 
 // The run record and stderr, and a launch failure said plainly: cgibox's own setup, or an exec that failed.
-function logRun(ctx: CgiContext, requestId: number, script: ScriptRoute, outcome: RunOutcome): void {
+function logRun(ctx: CgiContext, requestId: string, script: ScriptRoute, outcome: RunOutcome): void {
   if (outcome.stderr) ctx.logger.stderr(requestId, script.scriptName, outcome.stderr)
   if (outcome.failure !== null) {
     const whose = outcome.failure.stage === 'setup' ? 'cgibox could not set up the run' : 'the script could not be started'
@@ -153,7 +157,12 @@ async function readHead(run: Run, limits: Limits, script: ScriptRoute): Promise<
         } catch (error) {
           reject(error)
         }
-        run.kill('error') // a script that closed stdout without headers must not keep its slot until the deadline
+        // A script that closed stdout without headers and lingers must not keep its slot until the deadline; one
+        // that simply exited (its exit status is on its way) is not killed, and its record says how it ended.
+        void Promise.race([run.ended, new Promise<null>((resolve) => setTimeout(resolve, EXIT_WAIT_MS, null).unref())])
+          .then((exit) => {
+            if (exit === null) run.kill('error')
+          })
       }
       const onError = (error: Error) => {
         cleanup()
@@ -194,7 +203,7 @@ function writeHead(res: ServerResponse, head: CgiHead): void {
 }
 
 // Streams the body with backpressure; a run killed mid-body, or a crash, cuts the response off (run.stdout errors).
-async function streamBody(res: ServerResponse, rest: Buffer, run: Run, limits: Limits, script: ScriptRoute): Promise<void> {
+async function streamBody(res: ServerResponse, rest: Buffer, run: Run, limits: Limits, script: ScriptRoute, line: RequestLine): Promise<void> {
   const {stdout} = run
   if (rest.length > 0) stdout.unshift(rest)
   // res is piped, not in a pipeline: a pipeline would destroy it on a failure before any body byte went out,
@@ -214,6 +223,8 @@ async function streamBody(res: ServerResponse, rest: Buffer, run: Run, limits: L
     if (run.killReason === null) run.kill('error')
     // Nothing sent yet (Node sends the head with the first body byte): the client gets the run's 504 or 502.
     if (!res.headersSent) throw await errorOf(run, limits, script, new BadGatewayError('cgi: script failed before its body', {cause: error}))
+    const exit = await Promise.race([run.ended, new Promise<null>((resolve) => setTimeout(resolve, 50, null).unref())])
+    line.state.cut = run.killReason ?? exit?.signal ?? 'error'
     res.destroy() // the client must see an incomplete body, never a clean end
   }
 }

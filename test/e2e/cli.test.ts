@@ -275,7 +275,7 @@ describe('bad options', () => {
     const response = await fetch(`${cli.url}cgi-bin/yes.sh`)
     await response.arrayBuffer().catch(() => null)
     // yes.sh writes forever: 1K of output is its cap (the record counts the chunk that crossed it).
-    await expect.poll(() => cli.stderr(), {timeout: 10_000}).toMatch(/run #1 \/cgi-bin\/yes\.sh .*kill=output-cap/)
+    await expect.poll(() => cli.stderr(), {timeout: 10_000}).toMatch(/run \S+ \/cgi-bin\/yes\.sh .*kill=output-cap/)
   })
 
   test('a site without a script directory serves its files and pages, and says so once', async () => {
@@ -289,11 +289,23 @@ describe('bad options', () => {
     expect(cli.stderr().match(/no script directory/g)).toHaveLength(1)
   })
 
-  test('SIGHUP does not end the server: it is logged and ignored', async () => {
-    const cli = await startCli([...FIXTURE_ARGS, '--port', '0'])
+  test('SIGHUP reloads the config file for new requests; an invalid one is logged and the running config kept', async () => {
+    const dir = await makeTempDir('cli')
+    const file = path.join(dir, 'cgibox.json')
+    await writeFile(file, JSON.stringify({env: {GREETING: 'first'}}))
+    const cli = await startCli([...FIXTURE_ARGS, '--port', '0', '--config', file])
+    const greeting = async () => parseEnvDump(await (await fetch(`${cli.url}cgi-bin/env.py`)).text()).GREETING
+    expect(await greeting()).toBe('first')
+    await writeFile(file, JSON.stringify({env: {GREETING: 'second'}}))
     cli.child.kill('SIGHUP')
-    await expect.poll(() => cli.stderr(), {timeout: 5_000}).toContain('SIGHUP ignored')
-    expect((await fetch(`${cli.url}hello.txt`)).status).toBe(200)
+    await expect.poll(greeting, {timeout: 10_000}).toBe('second')
+    expect(cli.stderr()).toContain('config reloaded')
+    // A broken file: said in the log, the server keeps serving with the config it has.
+    await writeFile(file, '{"env": {"GREETING": "third"},}')
+    cli.child.kill('SIGHUP')
+    await expect.poll(() => cli.stderr(), {timeout: 10_000}).toMatch(/config not reloaded \(the running one stays\): .*cgibox\.json:1:31/)
+    expect(await greeting()).toBe('second')
+    expect(cli.child.exitCode).toBeNull()
   })
 
   test('a mount whose program does not exist is refused at startup, naming the option', async () => {

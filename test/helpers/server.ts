@@ -13,7 +13,7 @@ export interface LogSink extends Logger {
   readonly runs: RunRecord[]
   readonly accesses: AccessRecord[]
   readonly errors: Array<{message: string; fields?: Record<string, unknown>}>
-  readonly stderrs: Array<{requestId: number; script: string; text: string}>
+  readonly stderrs: Array<{requestId: string; script: string; text: string}>
 }
 
 // A Logger that keeps everything in arrays for assertions.
