@@ -21,11 +21,10 @@ export interface TempDirs {
 
 // Per-run directories inside `root` (created by the caller, 0711 so run uids can enter only their own).
 export function createTempDirs(root: string, shared: readonly string[] = SHARED_TEMP_DIRS): TempDirs {
-  let next = 1
   return {
     create(uid, gid) {
-      const dir = path.join(root, `run-${next++}`)
-      fs.mkdirSync(dir, {mode: 0o700})
+      // mkdtemp: a name of its own (sandboxes of a reloaded config share the root) and mode 0700.
+      const dir = fs.mkdtempSync(path.join(root, 'run-'))
       if (uid !== null) fs.chownSync(dir, uid, gid ?? uid)
       return dir
     },

@@ -160,6 +160,32 @@ describe.skipIf(process.getuid?.() !== 0)('cgibox started by an unprivileged use
   })
 })
 
+describe('logs', () => {
+  test('--log-format json: access lines on stdout, run records on stderr, JSON with an ISO time and the same request id', async () => {
+    const cli = await startCli([...FIXTURE_ARGS, '--port', '0', '--log-format', 'json'])
+    const response = await fetch(`${cli.url}cgi-bin/env.py`)
+    await response.text()
+    const id = response.headers.get('x-request-id')
+    const jsonLines = (text: string) => text.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+    await expect.poll(() => jsonLines(cli.stdout()).filter((line) => line.type === 'access').length, {timeout: 5_000}).toBe(1)
+    await expect.poll(() => jsonLines(cli.stderr()).filter((line) => line.type === 'run').length, {timeout: 5_000}).toBe(1)
+    const access = jsonLines(cli.stdout()).find((line) => line.type === 'access')!
+    const run = jsonLines(cli.stderr()).find((line) => line.type === 'run')!
+    expect(access).toMatchObject({rid: id, method: 'GET', url: '/cgi-bin/env.py', status: 200, msg: 'access'})
+    expect(run).toMatchObject({rid: id, script: '/cgi-bin/env.py', code: 0, killReason: null})
+    for (const line of [access, run]) expect(new Date(line.time as string).toISOString()).toBe(line.time)
+  })
+
+  test('text logs: the access line carries the request id, an ISO time and the duration; run records lead with their time', async () => {
+    const cli = await startCli([...FIXTURE_ARGS, '--port', '0'])
+    const response = await fetch(`${cli.url}cgi-bin/env.py`)
+    await response.text()
+    const id = response.headers.get('x-request-id')!
+    await expect.poll(() => cli.stdout(), {timeout: 5_000}).toMatch(new RegExp(`"GET /cgi-bin/env\\.py HTTP/1\\.1" 200 \\d+ "-" "[^"]*" rid=${id} at=\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z ms=\\d+$`, 'm'))
+    await expect.poll(() => cli.stderr(), {timeout: 5_000}).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z run ${id} /cgi-bin/env\\.py pid=\\d+ exit=0 `, 'm'))
+  })
+})
+
 describe('descriptors cgibox inherits never reach a script', () => {
   test.each(['none', 'rlimit', 'bwrap'])('at %s, a script started by a cgibox holding fds 41 (a directory) and 42 (a writable file) sees only 0, 1, 2', async (level) => {
     const dir = await makeTempDir('cli-fds')
