@@ -50,3 +50,27 @@ test('behind Express, mounted under a path: the handler serves the path relative
 test('a bad setting is refused when the handler is created, naming it', async () => {
   await expect(createCgiHandler({...SETTINGS, timeoutMs: -1})).rejects.toThrow(/`timeoutMs`/)
 })
+
+test('behind Fastify, through its raw request and response', async () => {
+  const {default: Fastify} = await import('fastify')
+  const handler = await createCgiHandler(SETTINGS)
+  onTestFinished(() => handler.close())
+  const fastify = Fastify()
+  // Fastify must leave request bodies unread: the script reads them from the raw request.
+  fastify.removeAllContentTypeParsers()
+  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null))
+  fastify.get('/api/ping', async () => 'pong')
+  fastify.all('/*', (request, reply) => {
+    reply.hijack() // cgibox writes the response itself
+    handler(request.raw, reply.raw)
+  })
+  await fastify.listen({port: 0, host: '127.0.0.1'})
+  onTestFinished(() => fastify.close())
+  const address = fastify.server.address() as AddressInfo
+  const url = `http://127.0.0.1:${address.port}`
+  expect(await (await fetch(`${url}/api/ping`)).text()).toBe('pong')
+  const env = parseEnvDump(await (await fetch(`${url}/cgi-bin/env.py/x`, {method: 'POST', body: 'a=1'})).text())
+  expect(env).toMatchObject({SCRIPT_NAME: '/cgi-bin/env.py', PATH_INFO: '/x', REQUEST_METHOD: 'POST', CONTENT_LENGTH: '3'})
+  expect(await (await fetch(`${url}/hello.txt`)).text()).toBe('hello static\n')
+  expect(await (await fetch(`${url}/cgi-bin/cat.sh`, {method: 'POST', body: 'the body, whole'})).text()).toBe('the body, whole')
+})
