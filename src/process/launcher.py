@@ -826,6 +826,8 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--zygote":
         ZygoteServer(int(sys.argv[2])).loop()
         return
+    # Ctrl-C in a terminal reaches the whole process group: cgibox drains on it, and the launcher must outlive that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.version_info < MIN_PYTHON:
         sys.stdout.write(json.dumps({"fatal": "python %d.%d or later is needed" % MIN_PYTHON}) + "\n")
         sys.stdout.flush()
