@@ -32,14 +32,24 @@ export function printTable(rows) {
       const base = byName.get(workload.baseline)?.rps?.[workload.path]?.rps
       return `${thousands(result.rps)}${result.errors ? '*' : ''}${ratio(result.rps, base, workload.goal[row.level], 'min')}`
     })
-    const stream = row.stream
-    if (stream && stream.bytes !== null && stream.bytes !== STREAM.bytes) problems.push(`${row.label} ${STREAM.path}: ${stream.bytes} bytes, expected ${STREAM.bytes}`)
-    const base = byName.get(STREAM.baseline)?.stream?.seconds
-    cells.push(stream ? `${stream.seconds.toFixed(2)}${ratio(stream.seconds, base, STREAM.goal[row.level], 'max')}` : '')
+    cells.push(streamCell(row, byName.get(STREAM.baseline)?.stream?.seconds, problems))
     console.log(`| ${row.label} | ${cells.join(' | ')} |`)
   }
   console.log(`\n✓ meets its goal, ✗ misses it (issue 9): ${[...WORKLOADS, STREAM].map(describeGoal).join('; ')}.`)
   for (const problem of problems) console.log(`* ${problem}`)
+}
+
+// Seconds of the stream and their ratio to base; a failure or a wrong length is marked and listed in `problems`.
+function streamCell(row, base, problems) {
+  const {stream} = row
+  if (stream === undefined) return ''
+  if (stream.failed !== undefined) {
+    problems.push(`${row.label} ${STREAM.path}: failed: ${stream.failed}`)
+    return 'failed*'
+  }
+  const wrongLength = stream.bytes !== null && stream.bytes !== STREAM.bytes
+  if (wrongLength) problems.push(`${row.label} ${STREAM.path}: ${stream.bytes} bytes, expected ${STREAM.bytes}`)
+  return `${stream.seconds.toFixed(2)}${wrongLength ? '*' : ''}${ratio(stream.seconds, base, STREAM.goal[row.level], 'max')}`
 }
 
 // "hello.py ≥ 3× lighttpd at none and rlimit, ≥ 2× at bwrap".

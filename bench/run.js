@@ -14,6 +14,7 @@ import {interruptSignal} from './interrupt.js'
 import {CLEAN_PATH, PEERS, startPeer} from './peers.js'
 import {printTable, SANDBOX_LEVELS, STREAM, WORKLOADS} from './report.js'
 import {fetchSeconds, scriptSeconds} from './stream.js'
+import {makeTempDir} from './temp-dir.js'
 import {hasWrk, requestsPerSecond} from './wrk.js'
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url))
@@ -47,8 +48,7 @@ for (const script of ['spawn-levels.js', 'ts-pages.js']) {
 
 // Starts every host, measures them, stops them; null when interrupted.
 async function measureHosts() {
-  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cgibox-bench-'))
-  fs.chmodSync(runDir, 0o755) // Apache's workers (nobody) reach the cgid socket, runs of other uids their TMPDIRs, through it
+  const runDir = makeTempDir('cgibox-bench-')
   const bigFile = path.join(SITE, 'htdocs', '1m.bin')
   fs.writeFileSync(bigFile, randomBytes(1024 * 1024), {mode: 0o644})
   const hosts = []
@@ -88,12 +88,12 @@ async function measureRequestsPerSecond(hosts) {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const {path: urlPath} of WORKLOADS) {
       for (const host of hosts) {
-        const result = await requestsPerSecond(host.url + urlPath, {seconds: SECONDS, connections: CONNECTIONS, signal})
+        const result = await attempt(() => requestsPerSecond(host.url + urlPath, {seconds: SECONDS, connections: CONNECTIONS, signal}))
         const results = best.get(host)
         const previous = results[urlPath]
         results[urlPath] = {
-          rps: Math.max(previous?.rps ?? 0, result.rps),
-          errors: [previous?.errors, result.errors].filter(Boolean).join('; '),
+          rps: Math.max(previous?.rps ?? 0, result.rps ?? 0),
+          errors: [previous?.errors, result.errors, result.failed && `failed: ${result.failed}`].filter(Boolean).join('; '),
         }
       }
     }
@@ -105,20 +105,32 @@ async function measureRequestsPerSecond(hosts) {
 async function measureStreams(hosts) {
   const best = new Map()
   const keep = (key, result) => {
-    if (!best.has(key) || result.seconds < best.get(key).seconds) best.set(key, result)
+    const previous = best.get(key)
+    const faster = result.failed === undefined && !(previous?.seconds <= result.seconds)
+    if (previous === undefined || faster) best.set(key, result) // a failure stays only until a success
   }
   const cgiBin = path.join(SITE, 'cgi-bin')
   for (let i = 0; i < STREAM_TRIES; i++) {
-    keep('script', await scriptSeconds(path.join(cgiBin, STREAM.script), {cwd: cgiBin, env: {PATH: CLEAN_PATH}, signal}))
-    for (const host of hosts) keep(host, await fetchSeconds(host.url + STREAM.path, signal))
+    keep('script', await attempt(() => scriptSeconds(path.join(cgiBin, STREAM.script), {cwd: cgiBin, env: {PATH: CLEAN_PATH}, signal})))
+    for (const host of hosts) keep(host, await attempt(() => fetchSeconds(host.url + STREAM.path, signal)))
   }
   return best
 }
 
-// Runs another bench script with this one's output; it is stopped (SIGTERM, its own cleanup) on Ctrl-C.
+// A host that fails a measurement gets {failed: message} for it; the others are still measured.
+async function attempt(measure) {
+  try {
+    return await measure()
+  } catch (error) {
+    signal.throwIfAborted()
+    return {failed: error.message}
+  }
+}
+
+// Runs another bench script with this one's output. Ctrl-C reaches it directly; SIGTERM is passed on.
 function runScript(script) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(BENCH, script)], {stdio: 'inherit', detached: true})
+    const child = spawn(process.execPath, [path.join(BENCH, script)], {stdio: 'inherit'})
     const stop = () => child.kill('SIGTERM')
     signal.addEventListener('abort', stop, {once: true})
     child.once('exit', (code, childSignal) => {

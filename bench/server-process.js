@@ -20,6 +20,9 @@ export function spawnServer(command, args, {cwd, env, logFile, pipeStdout = fals
   })
   let gone = false
   void exited.then(() => { gone = true })
+  // Should the bench itself crash, its servers (in groups of their own, out of reach of Ctrl-C) die with it.
+  const killAtExit = () => { if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL', true) }
+  process.once('exit', killAtExit)
   return {
     child,
     exited,
@@ -33,7 +36,8 @@ export function spawnServer(command, args, {cwd, env, logFile, pipeStdout = fals
         await exited
         clearTimeout(timer)
       }
-      if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL', true)
+      killAtExit()
+      process.removeListener('exit', killAtExit)
     },
   }
 }

@@ -4,7 +4,6 @@
 // Usage: npm run build && node bench/spawn-levels.js [--runs 200] [--concurrency 4] [-- command args…]
 import {spawn} from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import {parseArgs} from 'node:util'
 import {normalizeConfig} from '../dist/config.js'
@@ -13,6 +12,7 @@ import {startRun} from '../dist/process/run.js'
 import {createRuntimeDir} from '../dist/process/runtime-dir.js'
 import {createSandbox} from '../dist/process/sandbox.js'
 import {interruptSignal} from './interrupt.js'
+import {makeTempDir} from './temp-dir.js'
 
 const {values, positionals} = parseArgs({
   options: {runs: {type: 'string', default: '200'}, concurrency: {type: 'string', default: '4'}},
@@ -27,8 +27,7 @@ const CWD = '/usr'
 const LEVELS = ['none', 'rlimit', 'bwrap']
 
 const signal = interruptSignal()
-const base = fs.mkdtempSync(path.join(os.tmpdir(), 'cgibox-bench-spawn-'))
-fs.chmodSync(base, 0o755) // runs of other uids reach their TMPDIRs through it
+const base = makeTempDir('cgibox-bench-spawn-')
 try {
   console.log(`${RUNS} sequential runs of ${ARGV.join(' ')}, then ${RUNS} with ${CONCURRENCY} at a time`)
   console.log('| path | median ms | p95 ms | runs/s |')

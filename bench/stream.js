@@ -12,8 +12,8 @@ export function fetchSeconds(url, signal) {
       let bytes = 0
       response.on('data', (chunk) => { bytes += chunk.length })
       response.once('end', () => resolve({seconds: (performance.now() - started) / 1000, bytes}))
-      response.once('error', reject)
-    }).once('error', reject)
+      response.on('error', reject)
+    }).on('error', reject)
   })
 }
 
@@ -24,7 +24,7 @@ export function scriptSeconds(file, {cwd, env, signal}) {
     const started = performance.now()
     const child = spawn(file, [], {cwd, env, stdio: ['ignore', devNull, 'inherit'], signal})
     fs.closeSync(devNull)
-    child.once('error', reject)
+    child.on('error', reject)
     child.once('exit', (code) => code === 0
       ? resolve({seconds: (performance.now() - started) / 1000, bytes: null})
       : reject(new Error(`${file} exited with ${code}`)))

@@ -9,6 +9,7 @@ import {normalizeConfig} from '../dist/config.js'
 import {createCommandResolver} from '../dist/cgi/interpreter.js'
 import {createTsRunner} from '../dist/cgi/ts-runner.js'
 import {interruptSignal} from './interrupt.js'
+import {makeTempDir} from './temp-dir.js'
 
 const RUNS = Number(process.argv[2] ?? 30)
 const WARM_CHECKS = 2_000
@@ -36,7 +37,7 @@ process.stdout.write(\`Content-Type: text/html\\r\\n\\r\\n<table>\${rows}</table
 const PAGE_CJS = PAGE_MJS.replace(`import {env} from 'node:process'`, `const {env} = require('node:process')`)
 
 const signal = interruptSignal()
-const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cgibox-bench-ts-'))
+const dir = makeTempDir('cgibox-bench-ts-')
 try {
   await main()
 } catch (error) {
