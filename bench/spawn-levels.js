@@ -1,14 +1,18 @@
-// What each sandbox level costs per run: spawns /bin/true (or the command after --) through plain
-// child_process.spawn, execa, and spawnScript at every level this machine offers, and prints median and p95
-// milliseconds from spawn to the run being over (reaped, cgroup removed), then runs/s with 4 runs at a time.
+// What each sandbox level costs per run: /bin/true (or the command after --) planned and started through the
+// launcher at every level this machine offers, timed until the run is over (reaped, cgroup and temp dir removed):
+// the median and p95 of sequential runs, then runs/s with several at a time. child_process.spawn alone is the floor.
 // Usage: npm run build && node bench/spawn-levels.js [--runs 200] [--concurrency 4] [-- command args…]
 import {spawn} from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
 import {parseArgs} from 'node:util'
-import {execa} from 'execa'
 import {normalizeConfig} from '../dist/config.js'
+import {startLauncher} from '../dist/process/launcher.js'
+import {startRun} from '../dist/process/run.js'
+import {createRuntimeDir} from '../dist/process/runtime-dir.js'
 import {createSandbox} from '../dist/process/sandbox.js'
-import {spawnScript} from '../dist/process/spawn-script.js'
-import {createSpawner} from '../dist/process/spawner.js'
+import {interruptSignal} from './interrupt.js'
+import {makeTempDir} from './temp-dir.js'
 
 const {values, positionals} = parseArgs({
   options: {runs: {type: 'string', default: '200'}, concurrency: {type: 'string', default: '4'}},
@@ -16,46 +20,73 @@ const {values, positionals} = parseArgs({
 })
 const RUNS = Number(values.runs)
 const CONCURRENCY = Number(values.concurrency)
+const WARM_UP_RUNS = 10
 const ARGV = positionals.length > 0 ? positionals : ['/bin/true']
 const ENV = {PATH: '/usr/local/bin:/usr/bin:/bin'}
 const CWD = '/usr'
+const LEVELS = ['none', 'rlimit', 'bwrap']
 
-// One run through node:child_process: spawn with pipes, drain them, wait for the exit.
-function runSpawn() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(ARGV[0], ARGV.slice(1), {cwd: CWD, env: ENV, detached: true, stdio: ['pipe', 'pipe', 'pipe']})
-    child.stdin.end()
-    child.stdout.resume()
-    child.stderr.resume()
-    child.once('error', reject)
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}`))))
-  })
+const signal = interruptSignal()
+const base = makeTempDir('cgibox-bench-spawn-')
+try {
+  console.log(`${RUNS} sequential runs of ${ARGV.join(' ')}, then ${RUNS} with ${CONCURRENCY} at a time`)
+  console.log('| path | median ms | p95 ms | runs/s |')
+  console.log('| --- | --- | --- | --- |')
+  await measure('child_process.spawn alone', runSpawn)
+  for (const level of LEVELS) await measureLevel(level)
+} catch (error) {
+  if (!signal.aborted) throw error
+} finally {
+  fs.rmSync(base, {recursive: true, force: true})
 }
 
-// One run through execa, streaming (no buffering), as the spawn module would use it.
-async function runExeca() {
-  const result = await execa(ARGV[0], ARGV.slice(1), {
-    cwd: CWD, env: ENV, extendEnv: false, detached: true, cleanup: false, buffer: false, reject: false, stdin: 'pipe',
-  })
-  if (result.exitCode !== 0) throw new Error(`exit ${result.exitCode}`)
-}
-
-// One run through spawnScript in `sandbox`.
-function runScript(sandbox, limits, spawner = null) {
-  return async () => {
-    const child = spawnScript({argv: ARGV, env: ENV, cwd: CWD, limits, sandbox, spawner})
-    child.stdin.end()
-    child.stdout.resume()
-    child.stderr.resume()
-    const status = await child.exited
-    if (status.code !== 0) throw new Error(`exit ${status.code ?? status.signal}`)
+// One level as a server has it: a run-time directory, a launcher and the sandbox; closed again after.
+async function measureLevel(level) {
+  const config = normalizeConfig({sandbox: level, runtimeDir: path.join(base, level)})
+  const runtime = createRuntimeDir(config.runtimeDir)
+  let launcher = null
+  let sandbox = null
+  try {
+    launcher = await startLauncher({socketDir: runtime.launcherDir})
+    sandbox = await createSandbox(config, {launcher, runtime})
+  } catch (error) {
+    console.log(`| ${level} | unavailable: ${error.message} | | |`)
+  }
+  try {
+    if (sandbox !== null) await measure(level, () => runThroughLauncher(launcher, sandbox, config.limits))
+  } finally {
+    await sandbox?.close()
+    await launcher?.close()
+    runtime.remove()
   }
 }
 
+// One run: planned, launched, its output drained, until run.finished (everything of it gone).
+async function runThroughLauncher(launcher, sandbox, limits) {
+  const planned = sandbox.plan({argv: ARGV, env: ENV, cwd: CWD, limits, location: null, readPaths: []})
+  const run = startRun(launcher, planned, {limits, body: null})
+  run.stdout.on('error', () => {}).resume()
+  const outcome = await run.finished
+  if (outcome.code !== 0) throw new Error(`exit ${outcome.code ?? outcome.signal}: ${outcome.failure?.message ?? outcome.stderr}`)
+}
+
+// One run through node:child_process: spawn with pipes, drain them, until they are closed.
+function runSpawn() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(ARGV[0], ARGV.slice(1), {cwd: CWD, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe']})
+    child.stdout.resume()
+    child.stderr.resume()
+    child.once('error', reject)
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}`))))
+  })
+}
+
+// Prints the median and p95 of RUNS sequential runs and the rate of RUNS runs CONCURRENCY at a time.
 async function measure(name, runOnce) {
-  for (let i = 0; i < 10; i++) await runOnce() // warm-up
+  for (let i = 0; i < WARM_UP_RUNS; i++) await runOnce()
   const times = []
   for (let i = 0; i < RUNS; i++) {
+    signal.throwIfAborted()
     const start = performance.now()
     await runOnce()
     times.push(performance.now() - start)
@@ -64,39 +95,10 @@ async function measure(name, runOnce) {
   let next = 0
   const started = performance.now()
   await Promise.all(Array.from({length: CONCURRENCY}, async () => {
-    while (next++ < RUNS) await runOnce()
+    while (next++ < RUNS && !signal.aborted) await runOnce()
   }))
+  signal.throwIfAborted()
   const perSecond = RUNS / ((performance.now() - started) / 1000)
   const quantile = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))].toFixed(2)
-  console.log(`${name.padEnd(44)} median ${quantile(0.5).padStart(6)} ms   p95 ${quantile(0.95).padStart(6)} ms   ` +
-    `${perSecond.toFixed(0).padStart(5)} runs/s at ${CONCURRENCY} concurrent`)
-}
-
-const levels = [
-  ['none', {}],
-  ['rlimit', {}],
-  ['bwrap', {network: 'per-run'}],
-  ['bwrap', {network: 'shared'}],
-]
-console.log(`${RUNS} sequential runs of ${ARGV.join(' ')}, then ${RUNS} with ${CONCURRENCY} at a time`)
-await measure('child_process.spawn', runSpawn)
-await measure('execa (buffer: false)', runExeca)
-for (const [level, options] of levels) {
-  const config = normalizeConfig({sandbox: level})
-  let sandbox
-  try {
-    sandbox = await createSandbox(config, options)
-  } catch (error) {
-    console.log(`${level.padEnd(44)} unavailable: ${error.message}`)
-    continue
-  }
-  const label = level === 'bwrap' ? `spawnScript bwrap (netns ${options.network === 'shared' && sandbox.describe().includes('shared') ? 'shared' : 'per run'})` : `spawnScript ${level}`
-  const spawner = await createSpawner()
-  try {
-    await measure(`${label}, fork`, runScript(sandbox, config.limits))
-    await measure(`${label}, spawner`, runScript(sandbox, config.limits, spawner))
-  } finally {
-    await spawner.close()
-    await sandbox.close()
-  }
+  console.log(`| ${name} | ${quantile(0.5)} | ${quantile(0.95)} | ${perSecond.toFixed(0)} (${CONCURRENCY} at a time) |`)
 }

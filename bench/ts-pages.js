@@ -1,5 +1,5 @@
 // Start-up cost of a .ts page next to plain node, measured in one run: median and p95 of the wall time from the
-// resolver call to the child's exit. Usage: npx tsc -p tsconfig.build.json && node bench/ts-pages.js [runs=30]
+// resolver call to the child's exit. Usage: npm run build && node bench/ts-pages.js [runs=30]
 import {spawn} from 'node:child_process'
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -8,6 +8,8 @@ import {performance} from 'node:perf_hooks'
 import {normalizeConfig} from '../dist/config.js'
 import {createCommandResolver} from '../dist/cgi/interpreter.js'
 import {createTsRunner} from '../dist/cgi/ts-runner.js'
+import {interruptSignal} from './interrupt.js'
+import {makeTempDir} from './temp-dir.js'
 
 const RUNS = Number(process.argv[2] ?? 30)
 const WARM_CHECKS = 2_000
@@ -34,9 +36,12 @@ process.stdout.write(\`Content-Type: text/html\\r\\n\\r\\n<table>\${rows}</table
 `
 const PAGE_CJS = PAGE_MJS.replace(`import {env} from 'node:process'`, `const {env} = require('node:process')`)
 
-const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cgibox-bench-ts-'))
+const signal = interruptSignal()
+const dir = makeTempDir('cgibox-bench-ts-')
 try {
   await main()
+} catch (error) {
+  if (!signal.aborted) throw error
 } finally {
   await fs.rm(dir, {recursive: true, force: true})
 }
@@ -55,26 +60,28 @@ async function main() {
   const config = normalizeConfig({htdocs, cgiBin: htdocs, cacheDir: path.join(dir, 'cache')}, dir)
   const tsRunner = createTsRunner(config.cacheDir)
   const resolver = createCommandResolver(config, {tsRunner})
-  const route = {scriptName: '/page.ts', pathInfo: '', scriptFilename: pageTs, nph: false, mount: null, inCgiBin: false}
+  const route = {scriptName: '/page.ts', pathInfo: '', scriptFilename: pageTs, nph: false, location: null, isProgram: false, inCgiBin: false}
+  const commandFor = async () => (await resolver.commandFor(route)).argv
 
   const expected = await runChild([process.execPath, path.join(htdocs, 'page.mjs')])
-  const fromTs = await runChild(await resolver.commandFor(route))
+  const fromTs = await runChild(await commandFor())
   if (fromTs !== expected) throw new Error(`the .ts page printed ${JSON.stringify(fromTs)}, expected ${JSON.stringify(expected)}`)
 
   const cases = {
     'node page.js (plain CJS)': async () => runChild([process.execPath, path.join(htdocs, 'page.js')]),
     'node page.mjs (plain ESM)': async () => runChild([process.execPath, path.join(htdocs, 'page.mjs')]),
     'node --enable-source-maps <cached .mjs>': async () => runChild([process.execPath, '--enable-source-maps', await tsRunner.compile(pageTs)]),
-    'warm .ts: commandFor + node': async () => runChild(await resolver.commandFor(route)),
+    'warm .ts: commandFor + node': async () => runChild(await commandFor()),
     'cold .ts: edit, commandFor (esbuild) + node': async () => {
       await markEdited(pageTs)
-      return runChild(await resolver.commandFor(route))
+      return runChild(await commandFor())
     },
   }
   const times = Object.fromEntries(Object.keys(cases).map((name) => [name, []]))
   for (const run of Object.values(cases)) await run() // warm up the page cache and node's own files
   const buildsBefore = tsRunner.stats.builds
   for (let i = 0; i < RUNS; i++) {
+    signal.throwIfAborted()
     // Interleaved, so drift on a busy machine hits every case alike.
     for (const [name, run] of Object.entries(cases)) {
       const start = performance.now()
@@ -84,11 +91,11 @@ async function main() {
   }
   const builds = tsRunner.stats.builds - buildsBefore
 
-  await resolver.commandFor(route)
+  await commandFor()
   const checks = []
   for (let i = 0; i < WARM_CHECKS; i++) {
     const start = performance.now()
-    await resolver.commandFor(route)
+    await commandFor()
     checks.push(performance.now() - start)
   }
 
