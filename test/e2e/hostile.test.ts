@@ -317,7 +317,8 @@ describe('at sandbox level bwrap', () => {
   test('filling /tmp and /dev/shm ends in ENOSPC at their sizes; a file past maxFileBytes in EFBIG or SIGXFSZ', async () => {
     // /tmp larger than maxFileBytes, so one file meets the file size limit before the tmpfs is full.
     const tmpBytes = 4 * MIB
-    const server = await startHostileServer('bwrap', {tmpBytes})
+    // Not a deadline test: room for a loaded machine to write the files.
+    const server = await startHostileServer('bwrap', {tmpBytes, timeoutMs: 15_000})
     const marker = newMarker()
     const response = await getFully(server.port, `/cgi-bin/fill-disk.py?m=${marker}`)
     expect(response.status).toBe(200)
@@ -334,7 +335,7 @@ describe('at sandbox level bwrap', () => {
   })
 
   test('writing to /, /usr, /etc, the script directory or the document root fails with EROFS or EACCES', async () => {
-    const server = await startHostileServer('bwrap')
+    const server = await startHostileServer('bwrap', {timeoutMs: 15_000})
     const marker = newMarker()
     const response = await getFully(server.port, `/cgi-bin/fill-disk.py?m=${marker}`)
     expect(response.status).toBe(200)
