@@ -74,6 +74,9 @@ interface Site {
   readonly fileCache: FileCache
   readonly admin: AdminHandler
   readonly trustedProxies: AddressList
+  /** Runs started under this site's config; a retired site's sandbox closes when the last one ends. */
+  readonly runs: Set<object>
+  retired: boolean
 }
 
 // What outlives a reload.
@@ -105,6 +108,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   let shared: Shared
   let draining = false
   let inFlight = 0
+  let inFlightWaiters: (() => void)[] = []
   try {
     const runtime = createRuntimeDir(config.runtimeDir)
     closers.push(() => runtime.remove())
@@ -159,6 +163,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     shared.counters.requests++
     res.once('close', () => {
       inFlight--
+      if (inFlight === 0) {
+        for (const wake of inFlightWaiters) wake()
+        inFlightWaiters = []
+      }
       if (!res.writableFinished) {
         clientGone.abort(new Error('client went away'))
         state.cut ??= 'client-gone'
@@ -243,9 +251,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       warnUnreachable(next, parts.logger)
       const auths = await createAuths(next, parts.logger)
       const gate = createGate(next)
-      const launch = createLaunch(parts.launcher, sandbox, parts.table, () => {
+      const runs = new Set<object>()
+      const launch = createLaunch(parts.launcher, sandbox, parts.table, (run) => {
         parts.counters.runs++
         parts.metrics.runStarted()
+        runs.add(run)
+        void run.finished.then(() => {
+          runs.delete(run)
+          // A retired config's sandbox (its cgroups) goes with the last run that used it.
+          if (self.retired && runs.size === 0) void sandbox.close()
+        })
       })
       const ctx: CgiContext = {
         config: next,
@@ -259,7 +274,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         dispatch: (req, res, line) => dispatch(site, req, res, line),
       }
       const self: Site = {
-        config: next, router, sandbox, gate, ctx, auths, fileCache: createFileCache({validMs: next.staticCacheMs}),
+        config: next, router, sandbox, gate, ctx, auths, fileCache: createFileCache({validMs: next.staticCacheMs}), runs, retired: false,
         trustedProxies: createAddressList(next.trustProxy, 'trustProxy'),
         admin: createAdminHandler(next.adminAllow, {accepting: () => !draining, metrics: parts.metrics, status: () => status(self)}),
       }
@@ -320,7 +335,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }
 
   let closing: Promise<void> | null = null
-  const retired: Site[] = []
+  const retired = new Set<Site>()
   return {
     handle,
     get sandboxDescription() { return describeLevels(site) },
@@ -338,7 +353,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         await table.whenIdle(site.config.limits.killGraceMs + 1_000)
       }
       // Requests without a run (files, uploads) may finish too, within what is left of the grace.
-      while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))
+          inFlightWaiters.push(() => {
+            clearTimeout(timer)
+            resolve()
+          })
+        })
+      }
     },
     async reload(next) {
       const previous = site
@@ -347,22 +370,18 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       if (fixed.length > 0) logger.error(`reload: ${fixed.join(', ')} changed; that needs a restart and keeps its old value until then`)
       const merged: Config = Object.freeze({...next, ...Object.fromEntries(fixed.map((key) => [key, previous.config[key]]))})
       site = await buildSite(merged, shared, options.sandbox)
-      retired.push(previous)
-      // The old sandbox goes once its runs have ended; its auths and caches are dropped now.
+      // The old sandbox goes once its runs have ended (at once without any); its auths are dropped now.
+      previous.retired = true
       for (const auth of previous.auths.values()) auth.close()
-      void table.whenIdle(24 * 3600_000).then(async () => {
-        const index = retired.indexOf(previous)
-        if (index === -1) return
-        retired.splice(index, 1)
-        await previous.sandbox.close()
-      })
+      if (previous.runs.size === 0) await previous.sandbox.close()
+      else retired.add(previous)
     },
     close() {
       closing ??= (async () => {
         table.killAll('shutdown')
         await table.whenIdle(site.config.limits.killGraceMs + 1_000)
         for (const auth of site.auths.values()) auth.close()
-        for (const old of retired.splice(0)) await old.sandbox.close()
+        for (const old of retired) await old.sandbox.close()
         await closeAll()
         logger.flush?.()
       })()

@@ -84,7 +84,7 @@ export function createRunTable(): RunTable {
 }
 
 // The launch function over one launcher and sandbox; what it starts goes into `table` until it is over.
-export function createLaunch(launcher: Launcher, sandbox: Sandbox, table: RunTable, onStart: () => void = () => {}): Launch {
+export function createLaunch(launcher: Launcher, sandbox: Sandbox, table: RunTable, onStart: (run: Run) => void = () => {}): Launch {
   return (request) => {
     const planned = sandbox.plan(request)
     const run = startRun(launcher, planned, {limits: request.limits, body: request.body, clientGone: request.clientGone})
@@ -92,7 +92,7 @@ export function createLaunch(launcher: Launcher, sandbox: Sandbox, table: RunTab
       ...request.label, level: sandbox.levelOf(request.location), uid: planned.plan.uid, startedAt: Date.now(), run,
     }
     table.add(entry)
-    onStart()
+    onStart(run)
     void run.finished.then(() => table.remove(entry))
     return run
   }
