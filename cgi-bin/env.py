@@ -10,9 +10,14 @@ rows = "\n".join(
 )
 sys.stdout.write("Content-Type: text/html; charset=utf-8\r\n\r\n")
 sys.stdout.write("""<!doctype html>
-<html><head><meta charset="utf-8"><title>CGI environment</title>
-<style>th{text-align:left;padding-right:1em;font-family:monospace}td{font-family:monospace}</style></head>
-<body><h1>CGI environment</h1><table>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>CGI environment</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/demo.css">
+<style>th,td{font-family:monospace}</style></head>
+<body><h1>CGI environment</h1>
+<p>cgibox builds this environment from nothing for each run: the RFC 3875 variables, one <code>HTTP_*</code> per
+request header, and safe defaults; nothing of its own. Try another <code>PATH_INFO</code> or query string in the URL.</p>
+<table id="env">
 %s
-</table><p><a href="/">back</a></p></body></html>
+</table>
+<nav><a href="/">back to the demo</a></nav></body></html>
 """ % rows)

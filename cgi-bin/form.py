@@ -6,26 +6,33 @@ import sys
 import urllib.parse
 
 fields = {}
+received = 0
 if os.environ.get("REQUEST_METHOD") == "POST":
     length = int(os.environ.get("CONTENT_LENGTH") or 0)
-    body = sys.stdin.buffer.read(length).decode("utf-8", "replace")
-    fields = urllib.parse.parse_qs(body)
+    raw = sys.stdin.buffer.read(length)
+    received = len(raw)
+    fields = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
 
 name = fields.get("name", [""])[0]
 message = fields.get("message", [""])[0]
 answer = ""
-if name or message:
-    answer = "<h2>You sent</h2><p><b>%s</b>: %s</p>" % (html.escape(name), html.escape(message))
+if received:
+    answer = """<h2>You sent</h2>
+<table><tr><th>name</th><td id="sent-name">%s</td></tr><tr><th>message</th><td id="sent-message">%s</td></tr></table>
+<p class="note">%d bytes of <code>%s</code> on stdin, as <code>CONTENT_LENGTH</code> said.</p>""" % (
+        html.escape(name), html.escape(message), received, html.escape(os.environ.get("CONTENT_TYPE", "")))
 
 sys.stdout.write("Content-Type: text/html; charset=utf-8\r\n\r\n")
 sys.stdout.write("""<!doctype html>
-<html><head><meta charset="utf-8"><title>Form</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Form</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/demo.css"></head>
 <body><h1>Guest form</h1>
+<p>The form POSTs to this script, which reads the urlencoded body from its stdin.</p>
 <form method="post" action="%s">
 <p><label>Name <input name="name"></label></p>
-<p><label>Message <input name="message"></label></p>
+<p><label>Message <input name="message" size="40"></label></p>
 <p><button type="submit">Send</button></p>
 </form>
 %s
-<p><a href="/">back</a></p></body></html>
+<nav><a href="/">back to the demo</a></nav></body></html>
 """ % (html.escape(os.environ.get("SCRIPT_NAME", "")), answer))

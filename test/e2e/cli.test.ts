@@ -9,7 +9,10 @@ import {FIXTURES, isAlive, parseEnvDump} from '../helpers/server.js'
 import {makeTempDir} from '../helpers/temp-dir.js'
 import {BUILD_TIMEOUT_MS, REPO, buildCli, type Build} from '../helpers/build.js'
 
-const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {version: string}).version
+const PACKAGE = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {version: string; scripts: {start: string}}
+const VERSION = PACKAGE.version
+// The flags of package.json's start script (`node dist/cli.js …`): what `npm start` runs cgibox with.
+const START_ARGS = PACKAGE.scripts.start.split(' ').slice(2)
 const START_TIMEOUT_MS = 10_000
 const EXIT_TIMEOUT_MS = 10_000
 const FIXTURE_ARGS = ['--htdocs', path.join(FIXTURES, 'htdocs'), '--cgi-bin', path.join(FIXTURES, 'cgi-bin'), '--sandbox', 'none']
@@ -114,8 +117,9 @@ describe('first contact: the README quick start (npm start) on a fresh machine',
     const {mkdir, chmod, readdir} = await import('node:fs/promises')
     await mkdir(tmp)
     await chmod(tmp, mode)
-    // As `npm start` does: no flag but the port, in the repository with its demo htdocs/ and cgi-bin/.
-    const cli = await startCli(['--port', '0'], REPO, {}, {...process.env, TMPDIR: tmp})
+    // As `npm start` does (the demo's cgibox.json), plus the port, in the repository with its demo htdocs/ and cgi-bin/.
+    expect(PACKAGE.scripts.start).toMatch(/^node dist\/cli\.js( |$)/)
+    const cli = await startCli([...START_ARGS, '--port', '0'], REPO, {}, {...process.env, TMPDIR: tmp})
     expect(cli.stdout()).toMatch(/^sandbox: (bwrap|rlimit) /m)
     const first = await fetch(`${cli.url}cgi-bin/hello.sh`)
     expect(first.status).toBe(200)
@@ -125,6 +129,9 @@ describe('first contact: the README quick start (npm start) on a fresh machine',
     expect(page.status).toBe(200)
     expect(await page.text()).toContain('Generated')
     expect((await fetch(`${cli.url}cgi-bin/date.py`)).status).toBe(200)
+    // CI's smoke check requests the first entry of `ls cgi-bin`: it must be a script that answers.
+    const [firstScript] = (await readdir(path.join(REPO, 'cgi-bin'))).sort()
+    expect((await fetch(`${cli.url}cgi-bin/${firstScript}`)).status).toBe(200)
     expect((await fetch(cli.url)).status).toBe(200)
     expect(cli.stderr()).not.toMatch(/error/i)
     // As root cgibox keeps its run-time files in /run/cgibox: the user's TMPDIR is left as it was.
