@@ -220,8 +220,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         res.end()
         return
       }
-      case 'directory':
-        if (line.method === 'POST' && current.config.upload) {
+      case 'directory': {
+        // Uploads where the directory's location (or the server) accepts them.
+        const upload = (current.router.locationOf(pathname) ?? current.config).upload
+        if (line.method === 'POST' && upload) {
           line.state.kind = 'upload'
           return receiveUpload(req, res, route.dirPath, {
             urlPath: route.urlPath,
@@ -234,7 +236,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         }
         line.state.kind = 'directory'
         return serveDirectory(req, res, {dirPath: route.dirPath, urlPath: route.urlPath},
-          {upload: current.config.upload, documentRoot: current.router.documentRoot}, line.method)
+          {upload, documentRoot: current.router.documentRoot}, line.method)
+      }
       case 'static':
         line.state.kind = 'static'
         metrics.staticCache(false)

@@ -74,6 +74,8 @@ export interface Location {
   readonly limits: Limits
   /** Run Python scripts here in a warm zygote where it is safe. Default: the global `warmPython`. */
   readonly warmPython: boolean
+  /** Accept uploads into the listed directories here. Default: the global `upload`. */
+  readonly upload: boolean
 }
 
 export interface Config {
@@ -197,7 +199,7 @@ const TOP_KEYS = [
 ]
 const LOCATION_KEYS = [
   'prefix', 'program', 'sandbox', 'user', 'readPaths', 'writePaths', 'env', 'passAuthorization', 'requireSandbox',
-  'auth', 'warmPython', 'limits', ...LIMIT_KEYS,
+  'auth', 'warmPython', 'upload', 'limits', ...LIMIT_KEYS,
 ]
 /** Keys whose values are paths, resolved against the config file's directory (command-line.ts) or baseDir. */
 export const PATH_KEYS = ['htdocs', 'cgiBin', 'runtimeDir', 'cacheDir'] as const
@@ -282,6 +284,7 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     warmPython = true,
   } = raw
   const normalizedWarmPython = expectBoolean('warmPython', warmPython)
+  const normalizedUpload = expectBoolean('upload', upload)
   const normalizedRuntimeDir = path.resolve(baseDir, expectString('runtimeDir', runtimeDir))
   const cacheDir = raw.cacheDir ?? path.join(normalizedRuntimeDir, 'ts-cache')
   const limits = normalizeLimits(raw, DEFAULT_LIMITS, '')
@@ -305,9 +308,9 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     maxSpoolBytes: expectSize('maxSpoolBytes', maxSpoolBytes, 0),
     locations: [
       ...expectArray('mounts', mounts).map((mount, index) =>
-        normalizeLocation(mount, `mounts[${index}]`, {limits, passAuthorization: normalizedPassAuthorization, warmPython: normalizedWarmPython}, baseDir, true)),
+        normalizeLocation(mount, `mounts[${index}]`, {limits, passAuthorization: normalizedPassAuthorization, warmPython: normalizedWarmPython, upload: normalizedUpload}, baseDir, true)),
       ...expectArray('locations', locations).map((location, index) =>
-        normalizeLocation(location, `locations[${index}]`, {limits, passAuthorization: normalizedPassAuthorization, warmPython: normalizedWarmPython}, baseDir, false)),
+        normalizeLocation(location, `locations[${index}]`, {limits, passAuthorization: normalizedPassAuthorization, warmPython: normalizedWarmPython, upload: normalizedUpload}, baseDir, false)),
     ],
     interpreters: normalizeInterpreters(interpreters),
     pageExtensions: expectStringArray('pageExtensions', pageExtensions).map((extension) =>
@@ -317,7 +320,7 @@ function normalize(raw: RawConfig, baseDir: string): Config {
     user: expectString('user', user),
     uidPoolStart: expectInteger('uidPoolStart', uidPoolStart, 1),
     uidPoolSize: expectInteger('uidPoolSize', uidPoolSize, 0),
-    upload: expectBoolean('upload', upload),
+    upload: normalizedUpload,
     maxUploadBytes: expectSize('maxUploadBytes', maxUploadBytes, 0),
     runtimeDir: normalizedRuntimeDir,
     cacheDir: path.resolve(baseDir, expectString('cacheDir', cacheDir)),
@@ -349,7 +352,7 @@ function normalizeLimits(raw: RawConfig, base: Limits, scope: string): Limits {
 }
 
 // One entry of `locations` (or of `mounts`, the older name of locations with a program, which must have one).
-function normalizeLocation(value: unknown, where: string, inherited: {limits: Limits; passAuthorization: boolean; warmPython: boolean},
+function normalizeLocation(value: unknown, where: string, inherited: {limits: Limits; passAuthorization: boolean; warmPython: boolean; upload: boolean},
   baseDir: string, needsProgram: boolean): Location {
   const {limits, passAuthorization} = inherited
   const scope = `${where}.`
@@ -379,6 +382,7 @@ function normalizeLocation(value: unknown, where: string, inherited: {limits: Li
       : expectBoolean(`${scope}passAuthorization`, raw.passAuthorization),
     auth: raw.auth === undefined || raw.auth === null ? null : normalizeAuth(raw.auth, `${scope}auth`, baseDir),
     warmPython: raw.warmPython === undefined ? inherited.warmPython : expectBoolean(`${scope}warmPython`, raw.warmPython),
+    upload: raw.upload === undefined ? inherited.upload : expectBoolean(`${scope}upload`, raw.upload),
   }
 }
 

@@ -236,3 +236,27 @@ describe('static files', () => {
     expect(await response.text()).toBe('')
   })
 })
+
+describe('uploads per location', () => {
+  test('a location can accept uploads for its prefix alone: elsewhere a POST to a directory is a 405', async () => {
+    const {makeTempDir} = await import('../helpers/temp-dir.js')
+    const {mkdir, readdir} = await import('node:fs/promises')
+    const htdocs = await makeTempDir('upload-location')
+    await mkdir(path.join(htdocs, 'uploads'))
+    await mkdir(path.join(htdocs, 'other'))
+    const server = await startTestServer({htdocs, locations: [{prefix: '/uploads/', upload: true}]})
+    const form = () => {
+      const data = new FormData()
+      data.append('file', new Blob(['hello']), 'hello.txt')
+      return data
+    }
+    expect((await fetch(`${server.url}uploads/`, {method: 'POST', body: form(), redirect: 'manual'})).status).toBe(303)
+    expect((await fetch(`${server.url}other/`, {method: 'POST', body: form()})).status).toBe(405)
+    expect((await fetch(server.url, {method: 'POST', body: form()})).status).toBe(405)
+    expect(await readdir(path.join(htdocs, 'uploads'))).toContain('hello.txt')
+    expect(await readdir(path.join(htdocs, 'other'))).toEqual([])
+    // The listing offers the upload form only where uploads are accepted.
+    expect(await (await fetch(`${server.url}uploads/`)).text()).toContain('enctype="multipart/form-data"')
+    expect(await (await fetch(`${server.url}other/`)).text()).not.toContain('enctype="multipart/form-data"')
+  })
+})
