@@ -190,7 +190,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const pathname = query === -1 ? line.url : line.url.slice(0, query)
     if (line.redirects === 0 && pathname.startsWith(ADMIN_PREFIX)) {
       line.state.kind = 'admin'
-      if (await current.admin(req, res, line.url)) return
+      if (await current.admin(req, res, line.url, line.client)) return
       line.state.kind = 'error'
     }
     // Basic auth comes before anything is served, files from memory included; the script never starts without it.

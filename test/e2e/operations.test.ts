@@ -186,4 +186,15 @@ describe('behind a proxy (trustProxy)', () => {
     const untrusting = await startTestServer()
     expect(parseEnvDump(await (await fetch(`${untrusting.url}cgi-bin/env.py`, {headers})).text()).REMOTE_ADDR).toBe('127.0.0.1')
   })
+
+  // Behind a proxy on loopback every request comes from loopback: /.cgibox/ must go by the client the proxy names.
+  test('/.cgibox/ answers the client a trusted proxy names, not the proxy: a public client behind it gets 404', async () => {
+    const server = await startTestServer({trustProxy: ['127.0.0.1'], adminAllow: ['198.51.100.0/24']})
+    const health = (forwardedFor?: string) =>
+      fetch(`${server.url}.cgibox/health`, {headers: forwardedFor === undefined ? {} : {'X-Forwarded-For': forwardedFor}}).then((response) => response.status)
+    expect(await health('203.0.113.7')).toBe(404)
+    expect(await health('127.0.0.1, 203.0.113.7')).toBe(404) // a forged loopback hop in front is not believed
+    expect(await health('198.51.100.2')).toBe(200) // adminAllow
+    expect(await health()).toBe(200) // a checker on loopback, straight to cgibox
+  })
 })
