@@ -48,7 +48,10 @@ export interface App {
   readonly logger: Logger
   /** Requests being served now. */
   readonly inFlight: number
-  /** From now on health answers 503 and responses close their connections (a load balancer moves on). */
+  /**
+   * From now on health answers 503 and responses close their connections (a load balancer moves on), those in flight
+   * too unless their head went out already.
+   */
   drain(): void
   /** Waits for running scripts and requests up to graceMs, then kills what is left and waits for it to end. */
   finish(graceMs: number): Promise<void>
@@ -105,6 +108,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   let shared: Shared
   let draining = false
   let inFlight = 0
+  /** Responses in flight, so that a drain can close their connections too. */
+  const responses = new Set<ServerResponse>()
   try {
     const runtime = createRuntimeDir(config.runtimeDir)
     closers.push(() => runtime.remove())
@@ -156,9 +161,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     let bodyBytes = 0
     countBodyBytes(res, (bytes) => { bodyBytes += bytes })
     inFlight++
+    responses.add(res)
     shared.counters.requests++
     res.once('close', () => {
       inFlight--
+      responses.delete(res)
       if (!res.writableFinished) {
         clientGone.abort(new Error('client went away'))
         state.cut ??= 'client-gone'
@@ -329,6 +336,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     get inFlight() { return inFlight },
     drain() {
       draining = true
+      // Those in flight too, where the head has not gone out: a proxy must not keep their connections for later.
+      for (const res of responses) if (!res.headersSent) res.setHeader('Connection', 'close')
     },
     async finish(graceMs) {
       const deadline = Date.now() + graceMs
