@@ -48,7 +48,10 @@ export interface App {
   readonly logger: Logger
   /** Requests being served now. */
   readonly inFlight: number
-  /** From now on health answers 503 and responses close their connections (a load balancer moves on). */
+  /**
+   * From now on health answers 503 and responses close their connections (a load balancer moves on), those in flight
+   * too unless their head went out already.
+   */
   drain(): void
   /** Waits for running scripts and requests up to graceMs, then kills what is left and waits for it to end. */
   finish(graceMs: number): Promise<void>
@@ -109,6 +112,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   let draining = false
   let inFlight = 0
   let inFlightWaiters: (() => void)[] = []
+  /** Responses in flight, so that a drain can close their connections too. */
+  const responses = new Set<ServerResponse>()
   try {
     const runtime = createRuntimeDir(config.runtimeDir)
     closers.push(() => runtime.remove())
@@ -160,6 +165,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     let bodyBytes = 0
     countBodyBytes(res, (bytes) => { bodyBytes += bytes })
     inFlight++
+    responses.add(res)
     shared.counters.requests++
     res.once('close', () => {
       inFlight--
@@ -167,6 +173,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         for (const wake of inFlightWaiters) wake()
         inFlightWaiters = []
       }
+      responses.delete(res)
       if (!res.writableFinished) {
         clientGone.abort(new Error('client went away'))
         state.cut ??= 'client-gone'
@@ -198,7 +205,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const pathname = query === -1 ? line.url : line.url.slice(0, query)
     if (line.redirects === 0 && pathname.startsWith(ADMIN_PREFIX)) {
       line.state.kind = 'admin'
-      if (await current.admin(req, res, line.url)) return
+      if (await current.admin(req, res, line.url, line.client)) return
       line.state.kind = 'error'
     }
     // Basic auth comes before anything is served, files from memory included; the script never starts without it.
@@ -347,6 +354,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     get inFlight() { return inFlight },
     drain() {
       draining = true
+      // Those in flight too, where the head has not gone out: a proxy must not keep their connections for later.
+      for (const res of responses) if (!res.headersSent) res.setHeader('Connection', 'close')
     },
     async finish(graceMs) {
       const deadline = Date.now() + graceMs

@@ -1,6 +1,7 @@
 // The reserved prefix /.cgibox/ (never a file or a script: the router hides dotfiles): health for load balancers,
 // Prometheus metrics, the status page. Answered to loopback clients and the addresses of adminAllow only; everyone
-// else gets the 404 any other missing path gets.
+// else gets the 404 any other missing path gets. The client is the one trustProxy names: behind a proxy on loopback,
+// the proxy's own address would let every client in.
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {createAddressList} from '../address-list.js'
 import type {Metrics} from '../metrics.js'
@@ -16,15 +17,18 @@ export interface AdminSources {
   status(): Status
 }
 
-/** Answers an admin request (true), or leaves it (false: not an admin path, or not an allowed client). */
-export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: string) => Promise<boolean>
+/**
+ * Answers an admin request (true), or leaves it (false: not an admin path, or not an allowed client). `client` is the
+ * client's address: the peer, or the address a trusted proxy named (app.ts clientAddress).
+ */
+export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: string, client: string) => Promise<boolean>
 
 // Builds the handler; `allow` holds addresses and CIDR ranges (IPv4 and IPv6) besides loopback.
 export function createAdminHandler(allow: readonly string[], sources: AdminSources): AdminHandler {
   const allowed = createAddressList(allow, 'adminAllow', true)
-  return async (req, res, url) => {
+  return async (req, res, url, client) => {
     if (!url.startsWith(ADMIN_PREFIX)) return false
-    if (!allowed.has(req.socket.remoteAddress)) return false
+    if (!allowed.has(client)) return false
     const query = url.indexOf('?')
     const name = (query === -1 ? url : url.slice(0, query)).slice(ADMIN_PREFIX.length)
     const format = new URLSearchParams(query === -1 ? '' : url.slice(query + 1)).get('format')

@@ -150,6 +150,21 @@ describe('drain and reload', () => {
     await expect(fetch(`${server.url}hello.txt`)).rejects.toThrow()
   })
 
+  // A proxy keeps a connection whose response did not say close, and may send its next request on it just as the
+  // drain ends and cgibox closes it: a GET is retried elsewhere, a POST is not.
+  test('a response in flight when the drain begins, its headers not sent yet, closes its connection too', async () => {
+    const server = await startTestServer()
+    const socket = await openSocket(server.port)
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    socket.write('GET /cgi-bin/sleep-then-answer.sh?0.5 HTTP/1.1\r\nHost: x\r\n\r\n')
+    await expect.poll(() => server.app.inFlight, {timeout: 5_000}).toBe(1)
+    server.app.drain()
+    const response = (await readUntil(socket, (data) => data.includes('done\n'))).toString('latin1')
+    expect(response).toMatch(/^HTTP\/1\.1 200 /)
+    expect(response).toMatch(/^Connection: close\r$/im)
+    await closed
+  })
+
   test('a reload reaches new requests; a script running meanwhile keeps its config and finishes', async () => {
     const server = await startTestServer({env: {GREETING: 'first'}})
     const running = getFully(server.port, '/cgi-bin/sleep.sh?1')
@@ -185,5 +200,16 @@ describe('behind a proxy (trustProxy)', () => {
     expect(parseEnvDump(await (await fetch(`${chain.url}cgi-bin/env.py`, {headers})).text()).REMOTE_ADDR).toBe('203.0.113.7')
     const untrusting = await startTestServer()
     expect(parseEnvDump(await (await fetch(`${untrusting.url}cgi-bin/env.py`, {headers})).text()).REMOTE_ADDR).toBe('127.0.0.1')
+  })
+
+  // Behind a proxy on loopback every request comes from loopback: /.cgibox/ must go by the client the proxy names.
+  test('/.cgibox/ answers the client a trusted proxy names, not the proxy: a public client behind it gets 404', async () => {
+    const server = await startTestServer({trustProxy: ['127.0.0.1'], adminAllow: ['198.51.100.0/24']})
+    const health = (forwardedFor?: string) =>
+      fetch(`${server.url}.cgibox/health`, {headers: forwardedFor === undefined ? {} : {'X-Forwarded-For': forwardedFor}}).then((response) => response.status)
+    expect(await health('203.0.113.7')).toBe(404)
+    expect(await health('127.0.0.1, 203.0.113.7')).toBe(404) // a forged loopback hop in front is not believed
+    expect(await health('198.51.100.2')).toBe(200) // adminAllow
+    expect(await health()).toBe(200) // a checker on loopback, straight to cgibox
   })
 })
