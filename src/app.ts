@@ -266,7 +266,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         parts.counters.runs++
         parts.metrics.runStarted()
         runs.add(run)
-        void run.finished.then(() => {
+        void run.released.then(() => {
           runs.delete(run)
           // A retired config's sandbox (its cgroups) goes with the last run that used it.
           if (self.retired && runs.size === 0) void sandbox.close()

@@ -72,11 +72,12 @@ export async function runCgi(req: IncomingMessage, res: ServerResponse, line: Re
     await body?.dispose()
     throw error
   }
-  void run.finished.then(async (outcome) => {
+  // The slot is free as soon as the run is gone; its record waits for the client to have read its output.
+  void run.released.then(async () => {
     release()
-    logRun(ctx, line.requestId, script, outcome)
     await body?.dispose()
   })
+  void run.finished.then((outcome) => logRun(ctx, line.requestId, script, outcome))
   line.state.kind = 'script'
   if (script.nph) return streamRaw(req, run)
   const head = await readHead(run, limits, script)

@@ -93,7 +93,7 @@ export function createLaunch(launcher: Launcher, sandbox: Sandbox, table: RunTab
     }
     table.add(entry)
     onStart(run)
-    void run.finished.then(() => table.remove(entry))
+    void run.released.then(() => table.remove(entry))
     return run
   }
 }

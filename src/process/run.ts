@@ -58,7 +58,12 @@ export interface Run {
   kill(reason: KillReason): void
   /** Resolves once the direct child has exited, before the run is cleaned up (never rejects). */
   readonly ended: Promise<RunExit>
-  /** Resolves once everything of the run is gone (never rejects). */
+  /** Resolves once every process of the run is gone and cleaned up: its slot may be reused (never rejects). */
+  readonly released: Promise<void>
+  /**
+   * Resolves with the outcome once the run is released and its stdout has been read to its end (or dropped), so
+   * the byte count is final: a slow client may read after the run is gone (never rejects).
+   */
   readonly finished: Promise<RunOutcome>
   /** Bytes of stdout so far. */
   readonly bytesOut: number
@@ -124,6 +129,7 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
       graceTimer.unref()
     },
     ended: null as unknown as Promise<RunExit>,
+    released: null as unknown as Promise<void>,
     finished: null as unknown as Promise<RunOutcome>,
   }
   launched.stdout.on('error', (error) => run.stdout.destroy(error))
@@ -158,16 +164,25 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
     return {exit, status: planned.exitCodesAreSignals ? signalFromExitCode(exit.code, exit.signal) : {code: exit.code, signal: exit.signal}}
   })
   ;(run as {ended: Promise<RunExit>}).ended = ended.then(({status}) => status)
-  ;(run as {finished: Promise<RunOutcome>}).finished = ended.then(async ({exit, status}) => {
+  const stdoutDone = new Promise<void>((resolve) => {
+    run.stdout.once('close', resolve)
+    run.stdout.once('error', () => resolve())
+  })
+  const cleaned = ended.then(async ({exit, status}) => {
     const limitHit = await control.cleanup(status)
     LIVE_RUNS.delete(killAtExit)
+    return {exit, status, limitHit, ms: Math.round(performance.now() - started)}
+  })
+  ;(run as {released: Promise<void>}).released = cleaned.then(() => {})
+  ;(run as {finished: Promise<RunOutcome>}).finished = cleaned.then(async ({exit, status, limitHit, ms}) => {
+    await stdoutDone
     return {
       ...status,
       pid,
       killReason,
       limitHit,
       failure: exit.failure,
-      ms: Math.round(performance.now() - started),
+      ms,
       bytesIn,
       bytesOut: run.bytesOut,
       stderr: await stderr,

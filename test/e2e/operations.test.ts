@@ -213,3 +213,15 @@ describe('behind a proxy (trustProxy)', () => {
     expect(await health()).toBe(200) // a checker on loopback, straight to cgibox
   })
 })
+
+describe('run records', () => {
+  test('count every byte of stdout, also when the script exits before its output was read', async () => {
+    const server = await startTestServer()
+    const texts = await Promise.all(Array.from({length: 30}, async () => (await fetch(`${server.url}cgi-bin/lf-only.sh`)).text()))
+    await expect.poll(() => server.log.runs.length, {timeout: 10_000}).toBe(30)
+    expect(texts.every((text) => text === 'lf body\n')).toBe(true)
+    // What lf-only.sh writes, headers and body, every time.
+    const written = Buffer.byteLength('Content-Type: text/plain\nX-Lf: yes\n\nlf body\n')
+    expect(new Set(server.log.runs.map((run) => run.bytesOut))).toEqual(new Set([written]))
+  })
+})
