@@ -1,5 +1,5 @@
-// The command line of cgibox (DESIGN.md): flags, the JSON config file beneath them, help and version text.
-// Pure parsing only; cli.ts starts the server.
+// The command line of cgibox (docs/architecture.md §5): flags, the JSON config file beneath them, help and version
+// text. Pure parsing only; cli.ts starts the server.
 import {readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
 import {parseArgs} from 'node:util'

@@ -1,4 +1,4 @@
-// Table tests of the settings (STYLE.md §6.3 rule 4, §6.6 example 7): normalizeConfig fills every default and
+// Table tests of the settings (docs/architecture.md §5): normalizeConfig fills every default and
 // rejects every bad value with a TypeError naming the option; parseCommandLine maps flags and the JSON file onto it.
 import {writeFile} from 'node:fs/promises'
 import path from 'node:path'

@@ -1,4 +1,4 @@
-// Table tests of the router (DESIGN.md "Routing"): splitUrlPath's path policy on raw paths, and resolveRoute over
+// Table tests of the router (docs/architecture.md §4): splitUrlPath's path policy on raw paths, and resolveRoute over
 // the fixture tree (test/fixtures/htdocs and cgi-bin, plus one program mount).
 import {realpathSync} from 'node:fs'
 import path from 'node:path'

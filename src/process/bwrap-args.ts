@@ -1,4 +1,4 @@
-// The bubblewrap argv of a run (SANDBOX.md §3.2, adapted): new user/PID/IPC/UTS/cgroup namespaces, no network,
+// The bubblewrap argv of a run (docs/architecture.md §6.3): new user/PID/IPC/UTS/cgroup namespaces, no network,
 // a read-only view of only what interpreters need plus the run's own directories at their host paths, a bounded
 // private /tmp and /dev/shm, a fake /etc/passwd. It builds arguments (and the private /etc) only; it never spawns.
 import fs from 'node:fs'

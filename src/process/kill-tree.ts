@@ -65,7 +65,7 @@ export async function killUntilEmpty(members: () => number[]): Promise<boolean> 
   return members().length === 0
 }
 
-// The pids of every process whose real uid is `uid` (the sweep for runs without a cgroup, SANDBOX.md §3.3 step 5).
+// The pids of every process whose real uid is `uid` (the sweep for runs without a cgroup, docs/architecture.md §6.7).
 export function listProcessesOfUid(uid: number): number[] {
   const pids: number[] = []
   let entries: string[]

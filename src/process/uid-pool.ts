@@ -37,7 +37,7 @@ export function createUidPool(start: number, size: number): UidPool {
 }
 
 // Throws when a user in /etc/passwd has a uid inside the pool: a shared uid breaks per-run process limits
-// (SANDBOX.md §2.3: RLIMIT_NPROC with uid nobody failed because of an unrelated service).
+// (RLIMIT_NPROC counts every process of the uid on the machine, so a service running as it would make runs fail).
 export function validateUidPoolIsUnused(start: number, size: number, passwdFile = '/etc/passwd'): void {
   for (const user of readPasswd(passwdFile)) {
     if (user.uid >= start && user.uid < start + size) {

@@ -1,4 +1,4 @@
-// End-to-end command line (DESIGN.md "Command line", issue #2 points 1 and 8): the real `cgibox` built from src/
+// End-to-end command line (docs/architecture.md §5, issue #2 points 1 and 8): the real `cgibox` built from src/
 // and run with node: the URL line, --help, --version, one clear line per bad option, and SIGTERM shutdown.
 import {spawn, type ChildProcess} from 'node:child_process'
 import {writeFile} from 'node:fs/promises'

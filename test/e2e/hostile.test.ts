@@ -1,4 +1,4 @@
-// Hostile scripts through a real server (issue 3 item 8, SANDBOX.md §4): each test runs a real script from
+// Hostile scripts through a real server (issue 3 item 8; docs/security.md §7.1): each test runs a real script from
 // test/fixtures/hostile-cgi through cgibox with a real sandbox, and asserts the outcome the client sees, what the
 // run record says, and — after every test (afterEach) — that the server still answers a static file and a small
 // script, that no process carrying the test's markers is left, that every per-run cgroup of the server is gone

@@ -1,4 +1,4 @@
-// End-to-end path policy (DESIGN.md "Routing", issue #2 point 7): `..`, `%2e%2e`, `%2f`, double encoding,
+// End-to-end path policy (docs/architecture.md §4, issue #2 point 7): `..`, `%2e%2e`, `%2f`, double encoding,
 // backslashes, NUL and symlinks that leave a root never escape it. Requests go out on a raw socket, because
 // fetch and URL normalise `..` and `%2e` before they reach the server.
 import {chmod, mkdir, symlink, writeFile} from 'node:fs/promises'

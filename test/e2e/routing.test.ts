@@ -1,4 +1,4 @@
-// End-to-end routing (DESIGN.md "Routing", issue #2 point 2): cgi-bin and htbin, nested scripts and PATH_INFO,
+// End-to-end routing (docs/architecture.md §4, issue #2 point 2): cgi-bin and htbin, nested scripts and PATH_INFO,
 // script pages under htdocs, program mounts, script sources never served or listed, and static files.
 import {chmod, mkdir, symlink, writeFile} from 'node:fs/promises'
 import {realpathSync} from 'node:fs'

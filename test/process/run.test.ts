@@ -12,7 +12,7 @@ import {
   processesWithMarker, startRun, type Box, type ExitStatus,
 } from './run-helpers.js'
 
-/** A secret in the test process's own environment that no sandboxed script may find (SANDBOX.md §4 #5). */
+/** A secret in the test process's own environment that no sandboxed script may find (docs/security.md §7.2). */
 const SECRET = `cgibox-secret-${process.pid}-${Date.now()}`
 process.env.CGIBOX_TEST_SECRET = SECRET
 
