@@ -22,7 +22,9 @@
 # sys.stdin/stdout/stderr on fds 0-2 with the encodings a fresh python3 picks, and runpy as __main__. Each run is
 # still a fresh process that shares nothing with other runs (the zygote never runs a script itself). While a zygote
 # starts, or when it cannot, the plan's argv is exec'd as usual. The zygote reports forks and exits to the launcher
-# over a SOCK_SEQPACKET pair, the run's descriptors travel with SCM_RIGHTS.
+# over a SOCK_SEQPACKET pair, the run's descriptors travel with SCM_RIGHTS. The zygote receives only a run id: the plan
+# rides in a memfd that the forked run reads, so the zygote's memory, which every later run inherits, never holds an
+# earlier run's environment.
 import hmac
 import json
 import os
@@ -261,12 +263,19 @@ class Launcher:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         zygote = self.zygote_for(plan.get("warm"))
         if zygote is not None:
+            # The plan (the request's environment: cookies, credentials) travels in a memfd that only the forked run
+            # reads: the zygote never holds a run's bytes, so no later run forked from it can find them in its memory.
+            plan_fd = None
             try:
-                socket.send_fds(zygote.channel, [json.dumps({"run": plan}).encode()],
-                                [request.fileno(), stdout.fileno(), err_w])
+                plan_fd = plan_memfd(plan)
+                socket.send_fds(zygote.channel, [json.dumps({"run": run_id}).encode()],
+                                [request.fileno(), stdout.fileno(), err_w, plan_fd])
             except OSError:
                 zygote = None  # it just died: exec instead
-            else:
+            finally:
+                if plan_fd is not None:
+                    os.close(plan_fd)
+            if zygote is not None:
                 os.close(err_w)
                 request.close()
                 stdout.close()
@@ -575,6 +584,34 @@ def prepare_child(plan, request_fd, stdout_fd, err_w, parent_pid):
     os.closerange(err_w + 1, 1 << 20)
 
 
+def plan_memfd(plan):
+    # A run's plan in an anonymous memory file, read from the start by whoever receives the descriptor.
+    fd = os.memfd_create("cgibox-plan", os.MFD_CLOEXEC)
+    try:
+        data = json.dumps(plan).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_plan_memfd(fd):
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return json.loads(b"".join(chunks))
+
+
 def report_failure(err_w, stage, plan, error):
     try:
         text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
@@ -681,21 +718,21 @@ class ZygoteServer:
                     except OSError:
                         pass
             return
-        plan = message["run"]
-        request_fd, stdout_fd, err_w = fds
+        run_id = message["run"]
+        request_fd, stdout_fd, err_w, plan_fd = fds
         try:
             pid = os.fork()
         except OSError as error:
             for extra in fds:
                 os.close(extra)
-            self.send({"id": plan["id"], "error": "fork: %s" % error.strerror})
+            self.send({"id": run_id, "error": "fork: %s" % error.strerror})
             return
         if pid == 0:
             # The child never returns to the loop: it ends as the script ends (SystemExit: the normal interpreter
             # exit, atexit handlers and flushes included), or here.
             code = 1
             try:
-                self.become(plan, request_fd, stdout_fd, err_w)
+                self.become(plan_fd, request_fd, stdout_fd, err_w)
             except SystemExit as done:
                 code = exit_code(done)
             except BaseException as error:  # noqa: BLE001
@@ -703,9 +740,9 @@ class ZygoteServer:
             finish_interpreter(code)
         for extra in fds:
             os.close(extra)
-        self.children[pid] = plan["id"]
-        self.ids[plan["id"]] = pid
-        self.send({"id": plan["id"], "pid": pid})
+        self.children[pid] = run_id
+        self.ids[run_id] = pid
+        self.send({"id": run_id, "pid": pid})
 
     def reap(self):
         try:
@@ -734,16 +771,18 @@ class ZygoteServer:
         if self.retiring and not self.children:
             os._exit(0)
 
-    def become(self, plan, request_fd, stdout_fd, err_w):
-        # In the forked child: the same steps as an exec'd run, then the script in this interpreter.
+    def become(self, plan_fd, request_fd, stdout_fd, err_w):
+        # In the forked child: its plan, the same steps as an exec'd run, then the script in this interpreter.
         import io
         import runpy
         import traceback
 
+        plan = {}
         try:
             # Nothing of the zygote may own a descriptor the script will reuse (a finalizer would close it).
             self.poller.close()
             self.sock.detach()
+            plan = read_plan_memfd(plan_fd)
             prepare_child(plan, request_fd, stdout_fd, err_w, os.getppid())
             os.close(err_w)  # set up: the launcher sees a clean end of the error pipe
         except BaseException as error:  # noqa: BLE001

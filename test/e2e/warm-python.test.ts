@@ -1,6 +1,7 @@
 // Warm Python: `python3 script` runs fork from a zygote of that python3, past its start-up. A warm run must look like a
 // fresh python3 to the script (argv, sys.path, environment, encodings, signals, descriptors, exit codes), share
 // nothing with other runs, and stay under every limit a run has; anything a zygote cannot reproduce is exec'd.
+import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 import {describe, expect, test} from 'vitest'
 import type {RawConfig} from '../../src/config.js'
@@ -55,6 +56,27 @@ describe.each(['none', 'rlimit'] as const)('at sandbox level %s', (sandbox) => {
       expect(text).toBe(`{'visits': 1, 'builtins': False, 'env': None, 'cwd': '${WARM_CGI}', 'fds': [0, 1, 2]}\natexit ran\n`)
     }
     expect(server.log.runs.slice(-3).map((record) => record.warm)).toEqual([true, true, true])
+  })
+
+  test('a warm run cannot find earlier runs\' requests in its memory: the zygote never reads a plan', async () => {
+    const server = await warmServer({sandbox})
+    await warmResponse(server, 'probe.py')
+    const canary = () => `cgibox-leak-canary-${randomBytes(16).toString('hex')}`
+    const earlier = canary()
+    for (let run = 0; run < 3; run++) {
+      const before = server.log.runs.length
+      const response = await fetch(`${server.url}cgi-bin/probe.py?${earlier}`, {headers: {cookie: `session=${earlier}`}})
+      expect(await response.text()).toContain('"HTTP_COOKIE"')
+      await expect.poll(() => server.log.runs.length, {timeout: 5_000}).toBe(before + 1)
+      expect(server.log.runs.at(-1)!.warm).toBe(true)
+    }
+    const own = canary() // the scan finds what is in its memory: its own request's cookie
+    const before = server.log.runs.length
+    const found = (await (await fetch(`${server.url}cgi-bin/memscan.py`, {headers: {cookie: `session=${own}`}})).text()).split('\n')
+    await expect.poll(() => server.log.runs.length, {timeout: 5_000}).toBe(before + 1)
+    expect(server.log.runs.at(-1)!.warm).toBe(true)
+    expect(found).toContain(own)
+    expect(found).not.toContain(earlier)
   })
 
   test('exit codes, SystemExit messages and tracebacks are those of python3, with the script\'s frames only', async () => {
