@@ -1,5 +1,5 @@
 // Runs one CGI script for one request, in protocol order (Go host.go ServeHTTP): body → gate → command → env →
-// launch → headers → status → body stream. Errors before the headers are thrown for server.ts to answer;
+// launch → headers → status → body stream. Errors before the headers are thrown for app.ts to answer;
 // after the headers a failed run cuts the response off (lighttpd http_response_backend_error).
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import path from 'node:path'
@@ -7,7 +7,7 @@ import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import type {Limits} from '../config.js'
 import {
-  BadGatewayError, GatewayTimeoutError, HttpError, InternalServerError, OutputLimitError, ScriptSetupError,
+  BadGatewayError, GatewayTimeoutError, HttpError, InternalServerError, OutputLimitError, RequestTimeoutError, ScriptSetupError,
 } from '../errors.js'
 import type {KillReason, Run, RunOutcome} from '../process/run.js'
 import type {ScriptRoute} from '../route.js'
@@ -119,6 +119,7 @@ async function errorOf(run: Run, limits: Limits, script: ScriptRoute, fallback: 
   const reason: KillReason | null = run.killReason
   if (reason === 'deadline') return new GatewayTimeoutError(`cgi: ${script.scriptName} ran past its ${limits.timeoutMs} ms deadline`)
   if (reason === 'output-cap') return new OutputLimitError(`cgi: ${script.scriptName} wrote more than ${limits.maxOutputBytes} bytes`)
+  if (reason === 'body-idle') return new RequestTimeoutError(`cgi: ${script.scriptName}: the client stopped sending its body (bodyIdleTimeoutMs)`)
   if (reason !== null) return new BadGatewayError(`cgi: ${script.scriptName} was killed: ${reason}`)
   const outcome = await Promise.race([run.finished, new Promise<null>((resolve) => setTimeout(resolve, 1_000, null).unref())])
   if (outcome?.failure?.stage === 'setup') return new ScriptSetupError(`cgi: ${script.scriptName}: cgibox could not set up the run: ${outcome.failure.message}`)

@@ -1,5 +1,6 @@
 // Request bodies before a script or an upload gets them: a declared Content-Length is checked against the cap and
-// streamed as is; a chunked body is spooled to a private file (capped, never held in memory) so the script still gets
+// streamed as the script reads it (a client that stalls mid-body fails the stream: the run is ended and the request
+// answered 408, so a slow sender cannot hold a run's slot until the deadline); a chunked body is spooled to a private file (capped, never held in memory) so the script still gets
 // CONTENT_LENGTH (RFC 3875 §4.1.2). Spools live in cgibox's own directory, count against one global cap
 // (maxSpoolBytes: 503 past it), and are deleted the moment the client stalls (bodyIdleTimeoutMs: 408) or leaves.
 import {randomBytes} from 'node:crypto'
@@ -117,7 +118,7 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
         if (!/^\d+$/.test(declared!)) throw new BadRequestError(`body: bad Content-Length ${JSON.stringify(declared)}`)
         const length = Number(declared)
         if (length > maxBodyBytes) throw new PayloadTooLargeError(`body: Content-Length ${length} bytes, the limit is ${maxBodyBytes} bytes`)
-        return {length, open: () => req, dispose: async () => {}}
+        return {length, open: () => watchIdle(req, options.bodyIdleTimeoutMs), dispose: async () => {}}
       }
       const file = path.join(options.dir, `body-${process.pid}-${next++}-${randomBytes(6).toString('hex')}`)
       const metered = meter(req, maxBodyBytes)
@@ -152,4 +153,36 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
       }
     },
   }
+}
+
+// The body as it arrives, failing with 408 once the client has sent nothing for `idleMs` while the reader was ready
+// for more. A pause the reader caused (a script that does not read its stdin yet) is not the client's stall.
+export function watchIdle(source: Readable, idleMs: number): Transform {
+  let timer: NodeJS.Timeout | undefined
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      arm()
+      callback(null, chunk)
+    },
+    flush(callback) {
+      clearTimeout(timer)
+      callback()
+    },
+  })
+  const fire = () => {
+    if (stream.readableLength > 0 || stream.writableLength > 0 || source.readableFlowing === false) {
+      arm() // backpressure from the reader: the bytes wait on it, not on the client
+      return
+    }
+    source.unpipe(stream)
+    stream.destroy(new RequestTimeoutError(`body: nothing received for ${idleMs} ms (bodyIdleTimeoutMs)`))
+  }
+  const arm = () => {
+    clearTimeout(timer)
+    timer = setTimeout(fire, idleMs)
+    timer.unref()
+  }
+  arm()
+  stream.once('close', () => clearTimeout(timer))
+  return source.pipe(stream)
 }

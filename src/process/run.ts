@@ -9,7 +9,7 @@ import {signalGroup} from './kill-tree.js'
 import type {LaunchFailure, Launcher} from './launcher.js'
 import type {PlannedRun, ResourceLimit} from './run-plan.js'
 
-export type KillReason = 'deadline' | 'output-cap' | 'client-gone' | 'shutdown' | 'error'
+export type KillReason = 'deadline' | 'output-cap' | 'client-gone' | 'body-idle' | 'shutdown' | 'error'
 
 export interface RunExit {
   readonly code: number | null
@@ -37,7 +37,7 @@ export interface RunOutcome extends RunExit {
 
 export interface RunOptions {
   readonly limits: Limits
-  /** The request body, fed to stdin as the run reads it; null: stdin is empty. */
+  /** The request body, fed to stdin as the run reads it; null: stdin is empty. If it errors, the run is killed for body-idle. */
   readonly body: Readable | null
   /** Aborted when the client goes away: the run is killed for client-gone. */
   readonly clientGone?: AbortSignal
@@ -143,6 +143,7 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
   const {body} = options
   if (body !== null) {
     body.on('data', (chunk: Buffer) => { bytesIn += chunk.length })
+    body.once('error', () => run.kill('body-idle')) // the client stopped sending the body it announced
     body.pipe(launched.stdin)
     launched.stdin.on('error', () => {
       body.unpipe(launched.stdin)

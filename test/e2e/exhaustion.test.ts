@@ -78,6 +78,32 @@ describe('disk: chunked bodies are spooled within a budget and never outlive a s
   })
 })
 
+describe('run slots: a body with Content-Length goes straight to the script, and a stalled sender loses its run', () => {
+  test('a client that stops mid-body gets 408 and its run is ended long before the deadline', async () => {
+    const server = await startTestServer({bodyIdleTimeoutMs: 1_000, timeoutMs: 120_000})
+    const socket = await openSocket(server.port)
+    try {
+      socket.write('POST /cgi-bin/hash-stdin.py HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n')
+      socket.write(Buffer.alloc(10_000, 0x61))
+      expect((await readUntil(socket, (data) => data.includes('\r\n\r\n'), 20_000)).toString('latin1')).toMatch(/^HTTP\/1\.1 408 /)
+      await expect.poll(() => server.log.runs[0]?.killReason, {timeout: 10_000}).toBe('body-idle')
+      expect(server.log.runs[0]!.bytesIn).toBe(10_000)
+    } finally {
+      socket.destroy()
+    }
+  })
+
+  test('a script that reads its body late is not mistaken for a stalled client', async () => {
+    // The whole body is sent at once; it waits in the pipe and the socket while the script sleeps past the idle time.
+    const server = await startTestServer({bodyIdleTimeoutMs: 300})
+    const body = Buffer.alloc(2 * 1024 * KIB, 0x62)
+    const response = await fetch(`${server.url}cgi-bin/sleep-then-cat.sh?1.5`, {method: 'POST', body})
+    expect(response.status).toBe(200)
+    expect((await response.arrayBuffer()).byteLength).toBe(body.length)
+    await expect.poll(() => server.log.runs[0]?.killReason, {timeout: 5_000}).toBeNull()
+  })
+})
+
 describe('descriptors: the connection cap and the header timeout', () => {
   test('at maxConnections idle sockets, a new client is still served: the oldest idle connection makes room', async () => {
     const server = await startTestServer({maxConnections: 20})
