@@ -377,7 +377,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     async reload(next) {
       const previous = site
-      const fixed = (['host', 'port', 'runtimeDir', 'cacheDir', 'logFormat', 'accessLog', 'maxSpoolBytes', 'bodyIdleTimeoutMs'] as const)
+      // Settings of the listener and of objects shared across sites: they take effect at the next start.
+      const fixed = (['host', 'port', 'runtimeDir', 'cacheDir', 'logFormat', 'accessLog', 'maxSpoolBytes', 'bodyIdleTimeoutMs',
+        'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const)
         .filter((key) => JSON.stringify(next[key]) !== JSON.stringify(previous.config[key]))
       if (fixed.length > 0) logger.error(`reload: ${fixed.join(', ')} changed; that needs a restart and keeps its old value until then`)
       const merged: Config = Object.freeze({...next, ...Object.fromEntries(fixed.map((key) => [key, previous.config[key]]))})

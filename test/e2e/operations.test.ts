@@ -179,6 +179,17 @@ describe('drain and reload', () => {
     expect((await running).complete).toBe(true)
   })
 
+  test('a reload names the settings that need a restart and keeps their running values', async () => {
+    const server = await startTestServer({headersTimeoutMs: 10_000, bodyIdleTimeoutMs: 30_000})
+    await server.reload(normalizeConfig({
+      port: 0, htdocs: `${FIXTURES}htdocs`, cgiBin: `${FIXTURES}cgi-bin`, sandbox: 'none', headersTimeoutMs: 2_000,
+      bodyIdleTimeoutMs: 5_000, requestTimeoutMs: 60_000,
+    }))
+    expect(server.log.errors.map((entry) => entry.message))
+      .toContain('reload: bodyIdleTimeoutMs, headersTimeoutMs, requestTimeoutMs changed; that needs a restart and keeps its old value until then')
+    expect(server.app.config).toMatchObject({headersTimeoutMs: 10_000, bodyIdleTimeoutMs: 30_000, requestTimeoutMs: 300_000})
+  })
+
   test('a reload that cannot be set up throws and keeps the running config', async () => {
     const server = await startTestServer({env: {GREETING: 'first'}})
     await expect(server.reload(normalizeConfig({
