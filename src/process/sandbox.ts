@@ -277,6 +277,7 @@ function describeLevel(runner: LevelRunner, identity: Identity, root: boolean, b
   if (level === 'bwrap') parts.push('no network (netns per run)', 'PID/IPC/UTS/mount namespaces', 'read-only system view, private /tmp')
   if (identity.kind === 'pool') parts.push(`uid per run from ${identity.pool.start}-${identity.pool.start + identity.pool.size - 1}`)
   else if (identity.kind === 'user') parts.push(`uid ${identity.uid} (${identity.name}) shared by all runs`)
+  else if (level === 'bwrap') parts.push(`runs as cgibox's own uid ${process.getuid?.() ?? '?'} (the PID namespace and the view hide cgibox's processes and files)`)
   else parts.push(`runs as cgibox's own uid ${process.getuid?.() ?? '?'}: scripts can read cgibox's environment and signal it`)
   if (cgroups !== null) parts.push(`cgroup v1 ${cgroups.controllers.join('+')}${level === 'none' ? ' (whole-run kill only)' : ''}`)
   else if (level === 'bwrap') parts.push('no cgroups (whole-run kill by the PID namespace)')

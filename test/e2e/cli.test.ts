@@ -155,6 +155,18 @@ describe.skipIf(process.getuid?.() !== 0)('cgibox started by an unprivileged use
     expect(cli.stdout()).toMatch(/^sandbox: rlimit \(.*runs as cgibox's own uid 65534: scripts can read cgibox's environment and signal it/m)
     const env = parseEnvDump(await (await fetch(`${url}cgi-bin/env.py`)).text())
     expect(env.SCRIPT_NAME).toBe('/cgi-bin/env.py')
+    expect((await (await fetch(`${url}cgi-bin/pids.sh`)).text()).split('\n')).toContain(String(cli.child.pid))
+  })
+
+  test('at bwrap says that the namespaces, not a uid, keep its scripts from it', async () => {
+    const cli = await asNobody([...FIXTURE_ARGS.slice(0, -2), '--sandbox', 'bwrap', '--port', '0'])
+    const {url} = await waitForUrl(cli)
+    expect(cli.stdout()).toMatch(/^sandbox: bwrap \(.*runs as cgibox's own uid 65534 \(the PID namespace and the view hide cgibox's processes and files\)/m)
+    expect(cli.stdout()).not.toMatch(/^sandbox: bwrap .*can read cgibox's environment/m)
+    // What the description claims: a script sees no process of cgibox's.
+    const pids = (await (await fetch(`${url}cgi-bin/pids.sh`)).text()).split('\n')
+    expect(pids.length).toBeGreaterThan(1)
+    expect(pids).not.toContain(String(cli.child.pid))
   })
 
   test('refuses a location that requires isolation at rlimit (its scripts would share cgibox\'s uid)', async () => {
