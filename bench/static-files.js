@@ -1,6 +1,6 @@
 // Static files by size: starts the built cgibox (sandbox none) over a fresh site of a small index.html, a 1 MiB and a
 // 16 MiB file, and prints wrk -t2 -c16 req/s and MB/s for each (best of --rounds). The 1 MiB file is answered from
-// memory (static/file-cache.ts), the 16 MiB one streamed by send in 256 KiB reads. Nothing here is asserted.
+// memory (static/file-cache.ts), the 16 MiB one streamed by send in 512 KiB reads. Nothing here is asserted.
 // Usage: npm run build && node bench/static-files.js [--seconds 5] [--rounds 2] [--cgibox <root with dist/>]
 import {execFile, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'

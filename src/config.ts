@@ -136,7 +136,7 @@ export interface Config {
   readonly upload: boolean
   /** Largest upload. Default: `64 MiB`. */
   readonly maxUploadBytes: number
-  /** Where cgibox keeps its run-time directories. Default: `/run/cgibox` as root, else `<tmpdir>/cgibox-<uid>`. */
+  /** Where cgibox keeps its run-time directories. Default: `/run/cgibox` as root, else `$XDG_RUNTIME_DIR/cgibox`, else `<tmpdir>/cgibox-<uid>`. */
   readonly runtimeDir: string
   /** Where transpiled .ts pages are cached. Default: `<runtimeDir>/ts-cache`. */
   readonly cacheDir: string
@@ -153,7 +153,7 @@ export interface Config {
   readonly trustProxy: readonly string[]
   /** On SIGTERM, how long health answers 503 while new connections are still accepted, before they are refused. Default: `0`. */
   readonly drainMs: number
-  /** How long a small static file (≤ 256 KiB) is served from memory before the disk is checked again; 0 = never. Default: `1_000`. */
+  /** How long a small static file (≤ 4 MiB) is served from memory before the disk is checked again; 0 = never. Default: `1_000`. */
   readonly staticCacheMs: number
 }
 

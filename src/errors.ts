@@ -1,5 +1,5 @@
 // Errors that end a request with a specific HTTP status, with stable codes (fastify FST_ERR_*, undici UND_ERR_*).
-// server.ts (sendError) is the only place that turns them into responses; messages go to the log, never to clients.
+// app.ts (sendError) is the only place that turns them into responses; messages go to the log, never to clients.
 
 export interface HttpErrorOptions {
   cause?: unknown

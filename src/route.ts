@@ -1,4 +1,4 @@
-// The outcome of routing one request path: what serves it. Produced by router.ts, consumed by server.ts.
+// The outcome of routing one request path: what serves it. Produced by router.ts, consumed by app.ts.
 import type {Location} from './config.js'
 
 // A script to run for a request (RFC 3875 §3.3: the script-URI split into SCRIPT_NAME and PATH_INFO).

@@ -195,7 +195,7 @@ function pathsToBind(visibleRoots: readonly string[], readOnly: readonly string[
 }
 
 // Absolute paths in the argv (a mount's executable, a transpiled page) that exist, so they are visible inside.
-// The argv never holds words from the request (spawn-script.ts), so this binds nothing a client chose.
+// The argv never holds words from the request (plan-run.ts), so this binds nothing a client chose.
 function programPaths(argv: readonly string[]): string[] {
   return argv.filter((word) => path.isAbsolute(word) && fs.statSync(word, {throwIfNoEntry: false}) !== undefined)
 }

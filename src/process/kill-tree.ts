@@ -1,5 +1,5 @@
 // Signals whole runs: a process group, a list of pids read from a cgroup, or every process of a pool uid.
-// Each call ignores ESRCH (the target is gone). It does not decide when to kill: spawn-script.ts does.
+// Each call ignores ESRCH (the target is gone). It does not decide when to kill: run.ts does.
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'

@@ -16,11 +16,11 @@ import {isUpload} from './upload-manifest.js'
 export type DirectoryRoute = Pick<Extract<Route, {kind: 'directory'}>, 'dirPath' | 'urlPath'>
 
 export interface ListingOptions {
-  /** Render an upload form (its POSTs go to static/upload.ts); server.ts passes `config.upload`. */
+  /** Render an upload form (its POSTs go to static/upload.ts); app.ts passes `config.upload`. */
   readonly upload: boolean
   /**
    * The real document root; entries whose real path lies outside it (a symlink to /etc/shadow) are not listed, as the
-   * router would not serve them either. server.ts passes `router.documentRoot`.
+   * router would not serve them either. app.ts passes `router.documentRoot`.
    */
   readonly documentRoot: string
 }
@@ -56,7 +56,7 @@ export async function serveDirectory(
   options: ListingOptions,
   method = req.method,
 ): Promise<void> {
-  // ── Upload hook ── When uploads are on, server.ts (dispatch) sends a POST to a directory to static/upload.ts
+  // ── Upload hook ── When uploads are on, app.ts (dispatch) sends a POST to a directory to static/upload.ts
   // (receiveUpload) and never here; so every method but GET and HEAD is a 405 here.
   if (!isReadMethod(method)) throw new MethodNotAllowedError(STATIC_METHODS)
 

@@ -1,6 +1,6 @@
 // Serves one regular file that router.ts has already resolved, through send (pillarjs): MIME type, ETag and
 // Last-Modified, 304/412, single byte ranges (206/416), HEAD; uploads (static/upload-manifest.ts) sandboxed.
-// No path policy here; errors go to server.ts as HttpErrors.
+// No path policy here; errors go to app.ts as HttpErrors.
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {finished} from 'node:stream'
 import send from 'send'
