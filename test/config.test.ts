@@ -56,9 +56,9 @@ describe('normalizeConfig defaults', () => {
 })
 
 describe('locations (nginx location, Apache <Location>)', () => {
-  test('every field of a location is normalised, paths resolved, limits and passAuthorization inherited', () => {
+  test('every field of a location is normalised, paths resolved, limits, passAuthorization and upload inherited', () => {
     const config = normalizeConfig({
-      timeoutMs: 5, passAuthorization: true,
+      timeoutMs: 5, passAuthorization: true, upload: true,
       locations: [{
         prefix: '/cgi-bin/guestbook/', sandbox: 'rlimit', user: 'www-data', readPaths: ['etc'], writePaths: ['data'],
         env: {GB: '1'}, requireSandbox: 'rlimit', auth: {realm: 'guests', htpasswd: 'users.htpasswd'}, maxBodyBytes: '1M',
@@ -68,7 +68,7 @@ describe('locations (nginx location, Apache <Location>)', () => {
       option: 'locations[0]', prefix: '/cgi-bin/guestbook/', program: null, sandbox: 'rlimit', user: 'www-data', readPaths: ['/site/etc'],
       writePaths: ['/site/data'], env: {GB: '1'}, passAuthorization: true, requireSandbox: 'rlimit',
       auth: {realm: 'guests', htpasswd: '/site/users.htpasswd'},
-      limits: {...DEFAULT_LIMITS, timeoutMs: 5, maxBodyBytes: 1024 * 1024}, warmPython: true,
+      limits: {...DEFAULT_LIMITS, timeoutMs: 5, maxBodyBytes: 1024 * 1024}, warmPython: true, upload: true,
     }])
   })
 
