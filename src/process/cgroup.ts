@@ -45,6 +45,8 @@ export interface RunCgroup {
   readResourceLimit(): ResourceLimit | null
   /** Kills what is left and removes the directories; retries while members are still dying. */
   remove(): Promise<boolean>
+  /** Removes the directories of a run that never started (no members), at once. */
+  discard(): void
 }
 
 interface Hierarchy {
@@ -128,6 +130,9 @@ function createRunCgroup(dirs: readonly {controller: CgroupController; dir: stri
       for (const {dir} of dirs) removed = (await removeRunDir(dir, members)) && removed
       return removed
     },
+    discard() {
+      for (const {dir} of dirs) removeEmptyDir(dir)
+    },
   }
 }
 
@@ -194,7 +199,8 @@ async function removeRunDir(dir: string, members: () => number[]): Promise<boole
   const deadline = Date.now() + REMOVE_TIMEOUT_MS
   for (;;) {
     try {
-      fs.rmdirSync(dir)
+      // Off the main thread: a v1 memory cgroup's rmdir reparents its charges and costs the kernel a while.
+      await fs.promises.rmdir(dir)
       return true
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code

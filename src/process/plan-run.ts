@@ -102,8 +102,8 @@ export function planRun(runner: LevelRunner, request: RunRequest): PlannedRun {
       warm: level !== 'bwrap' && request.warm && isWarmEnvironment(request.env) ? request.warm : null,
     }
   } catch (error) {
-    void cgroup?.remove()
-    if (tempDir !== null) runner.temp?.remove(tempDir)
+    cgroup?.discard()
+    if (tempDir !== null) void runner.temp?.remove(tempDir).catch(() => {}) // else left for the next startup's sweep
     release()
     throw error
   }
@@ -130,7 +130,7 @@ export function planRun(runner: LevelRunner, request: RunRequest): PlannedRun {
             } else if (poolUid !== null) {
               empty = await killUntilEmpty(() => listProcessesOfUid(poolUid))
             }
-            if (tempDir !== null) runner.temp?.remove(tempDir)
+            if (tempDir !== null) await runner.temp?.remove(tempDir)
             // What a run of its own uid left in the shared temp directories goes with it (rlimit sees the host's).
             if (poolUid !== null && empty && startedTempState !== null) removeFilesOfUid(poolUid, startedTempState)
           } catch {

@@ -13,8 +13,8 @@ export type TempSnapshot = ReadonlyMap<string, number>
 export interface TempDirs {
   /** A new private directory for one run, owned by uid/gid (null: the server's own), mode 0700. */
   create(uid: number | null, gid: number | null): string
-  /** Removes a run's directory and everything in it. */
-  remove(dir: string): void
+  /** Removes a run's directory and everything in it (off the main thread). */
+  remove(dir: string): Promise<void>
   /** Where the shared temp directories stand now. */
   snapshot(): TempSnapshot
 }
@@ -29,7 +29,7 @@ export function createTempDirs(root: string, shared: readonly string[] = SHARED_
       return dir
     },
     remove(dir) {
-      fs.rmSync(dir, {recursive: true, force: true, maxRetries: 2})
+      return fs.promises.rm(dir, {recursive: true, force: true, maxRetries: 2})
     },
     snapshot() {
       const state = new Map<string, number>()
