@@ -54,6 +54,9 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
   const {tsRunner = createTsRunner(config.cacheDir, [config.htdocs, config.cgiBin]), missingRecheckMs = DEFAULT_MISSING_RECHECK_MS} = options
   const lookups = new Map<string, Promise<Lookup>>()
   const shebangs = new Map<string, {readonly key: string; readonly line: Promise<string | null>}>()
+  // What a script's #! line resolved to, per script version, trusted for missingRecheckMs: the interpreter checks
+  // (stat, access, the PATH walk of `env name`) are not repeated on every request.
+  const shebangCommands = new Map<string, {readonly key: string; readonly checkedAtMs: number; readonly command: Promise<Command>}>()
 
   async function commandFor(script: ScriptRoute): Promise<Command> {
     // A location's program is the executable itself (Apache ScriptAlias); config validated its path at startup.
@@ -67,8 +70,9 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
     const stats = await fs.stat(script.scriptFilename)
     if (isExecutableMode(stats.mode)) {
       // An executable file runs by its own `#!` line (`#!/usr/bin/perl -wT`, `#!/bin/bash`), or as the binary it is.
-      const line = await readShebang(script.scriptFilename, `${stats.mtimeMs}:${stats.size}:${stats.ino}`)
-      if (line !== null) return shebangCommand(script.scriptFilename, line)
+      const key = `${stats.mtimeMs}:${stats.size}:${stats.ino}`
+      const line = await readShebang(script.scriptFilename, key)
+      if (line !== null) return cachedShebangCommand(script.scriptFilename, key, line)
       if (interpreter === undefined) return {argv: [script.scriptFilename], readPaths: []}
     }
     if (interpreter === undefined) {
@@ -120,6 +124,15 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
     const python = words.length === 1 ? interpreter : viaEnv ? await lookUpProgram(words[1]!) : null
     const warm = python !== null ? warmPythonOf([python, scriptFilename], scriptFilename, viaEnv ? words[1]! : python) : null
     return {argv: [scriptFilename], readPaths: [interpreter], warm}
+  }
+
+  function cachedShebangCommand(scriptFilename: string, key: string, line: string): Promise<Command> {
+    const cached = shebangCommands.get(scriptFilename)
+    if (cached?.key === key && Date.now() - cached.checkedAtMs < missingRecheckMs) return cached.command
+    const command = shebangCommand(scriptFilename, line)
+    shebangCommands.set(scriptFilename, {key, checkedAtMs: Date.now(), command})
+    command.catch(() => shebangCommands.delete(scriptFilename)) // a bad line is checked (and logged) every time
+    return command
   }
 
   // The first line of a file when it starts with `#!`, else null; cached per version (mtime, size, inode).

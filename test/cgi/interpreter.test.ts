@@ -192,6 +192,27 @@ describe('an executable file with a #! line runs by that line (Apache, lighttpd,
     expect(await argvOf(route)).toEqual([onSafePath('php-cgi')])
   })
 
+  test('a #! interpreter that goes away is refused once missingRecheckMs has passed; an edited #! line counts at once', async () => {
+    const dir = await makeTempDir('interpreter')
+    const tool = path.join(dir, 'tool')
+    await fs.writeFile(tool, '#!/bin/sh\n', {mode: 0o755})
+    const eager = await setup({}, {missingRecheckMs: 0})
+    const patient = await setup({}, {missingRecheckMs: 60_000})
+    const eagerRoute = await eager.script('page.cgi', `#!${tool}\n`, 0o755)
+    const patientRoute = await patient.script('page.cgi', `#!${tool}\n`, 0o755)
+    expect(await eager.argvOf(eagerRoute)).toEqual([eagerRoute.scriptFilename])
+    expect((await patient.resolver.commandFor(patientRoute)).readPaths).toEqual([tool])
+    await fs.rm(tool)
+    await expect(eager.resolver.commandFor(eagerRoute)).rejects.toMatchObject({status: 502})
+    // Within the window the checked command is reused (the exec would fail and say so); a new version of the
+    // script is a new key and is checked at once.
+    expect((await patient.resolver.commandFor(patientRoute)).readPaths).toEqual([tool])
+    await fs.writeFile(patientRoute.scriptFilename, `#!${tool} -x\n`)
+    await expect(patient.resolver.commandFor(patientRoute)).rejects.toMatchObject({status: 502})
+    await fs.writeFile(patientRoute.scriptFilename, '#!/bin/sh -e\n')
+    expect((await patient.resolver.commandFor(patientRoute)).readPaths).toEqual(['/bin/sh'])
+  })
+
   test.each([
     ['crlf.py', '#!/usr/bin/env python3\r\nprint()\r\n', 'bad interpreter "python3\\r": CRLF line endings'],
     ['crlf.pl', '#!/usr/bin/perl\r\n', 'bad interpreter "/usr/bin/perl\\r": CRLF line endings'],
