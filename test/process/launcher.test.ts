@@ -258,17 +258,20 @@ describe('warm python', () => {
     onTestFinished(() => launcher.close())
     const plan = await warmPlan()
     const results: {parent: string; hash: string; warm: boolean}[] = []
-    for (let run = 0; run < 12; run++) {
+    // Runs go cold while a fresh zygote is still starting (slow on a loaded machine), so run until 7 were warm
+    // (at least three zygotes' worth), within a bound.
+    const warmCount = () => results.filter((result) => result.warm).length
+    for (let run = 0; run < 60 && warmCount() < 7; run++) {
       const launched = launcher.launch(plan)
       const {stdout} = await collect(launched)
       const [parent, hash] = stdout.trim().split(' ')
       results.push({parent: parent!, hash: hash!, warm: (await launched.exit).warm})
     }
     const warm = results.filter((result) => result.warm)
-    expect(warm.length).toBeGreaterThanOrEqual(6)
+    expect(warm.length).toBe(7)
     const generations = new Map<string, Set<string>>()
     for (const result of warm) generations.set(result.parent, (generations.get(result.parent) ?? new Set()).add(result.hash))
-    expect(generations.size).toBeGreaterThanOrEqual(2)
+    expect(generations.size).toBeGreaterThanOrEqual(3) // at most 3 runs each
     for (const [, hashes] of generations) expect(hashes.size).toBe(1) // one seed per zygote…
     expect(new Set(warm.map((result) => result.hash)).size).toBe(generations.size) // …a new one per zygote
     for (const parent of generations.keys()) expect(warm.filter((result) => result.parent === parent).length).toBeLessThanOrEqual(3)
