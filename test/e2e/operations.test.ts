@@ -48,10 +48,14 @@ describe('admin endpoints under /.cgibox/', () => {
     const socket = await openSocket(server.port)
     socket.write('GET /cgi-bin/sleep.sh?30 HTTP/1.1\r\nHost: x\r\n\r\n')
     await readUntil(socket, (data) => data.includes('started'))
-    const status = await (await fetch(`${server.url}.cgibox/status?format=json`)).json() as {
+    type Status = {
       running: {script: string; pid: number; client: string; level: string}[]; level: string; recent: unknown[]
       queue: {running: number}; counters: Record<string, number>; uptimeSeconds: number
     }
+    const readStatus = async () => await (await fetch(`${server.url}.cgibox/status?format=json`)).json() as Status
+    // The pid comes on the launcher's own channel and may lag behind the script's first output.
+    await expect.poll(async () => (await readStatus()).running[0]?.pid ?? -1, {timeout: 5_000}).toBeGreaterThan(0)
+    const status = await readStatus()
     expect(status.level).toBe('none')
     expect(status.running).toEqual([expect.objectContaining({script: '/cgi-bin/sleep.sh', client: '127.0.0.1', level: 'none'})])
     expect(status.running[0]!.pid).toBeGreaterThan(0)

@@ -213,9 +213,11 @@ describe.each(LEVELS)('level $name', ({setting, options, available}) => {
   test.skipIf(!available || !IS_ROOT)('a run cannot move itself into the cgroup of another live run', async () => {
     const victim = startRun(sandbox, ['/bin/sh', '-c', 'echo ready; exec sleep 300'])
     await victim.waitForOutput('ready')
-    const victimCgroup = liveRunCgroups().find((dir) => fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')
-      .includes(String(victim.child.pid)))
-    expect(victimCgroup).toBeDefined()
+    // The pid arrives on the launcher's own channel, which may lag behind the run's output: poll for it.
+    const cgroupOf = (pid: number) => liveRunCgroups().find((dir) => fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8')
+      .split('\n').includes(String(pid)))
+    await expect.poll(() => victim.child.pid > 0 && cgroupOf(victim.child.pid) !== undefined, {timeout: 5_000}).toBe(true)
+    const victimCgroup = cgroupOf(victim.child.pid)
     // A double-forked daemon would do this to live on inside the newest run's cgroup (none: every run is `user`).
     const procs = path.join(victimCgroup!, 'cgroup.procs')
     const attacker = await startRun(sandbox, ['/bin/sh', '-c', `echo $$ > ${procs} 2>/dev/null && echo joined || echo refused`]).finished()
