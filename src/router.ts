@@ -1,12 +1,12 @@
 // Maps a request path to what serves it (script, static file, directory, redirect), with the path policy in one
 // place: decode once, refuse NUL, `..`, encoded separators and dotfiles, and keep real paths inside their root.
 // Deciding happens here; doing happens in cgi/run-cgi.ts and static/ (lighttpd cgi_is_handled vs the subrequest).
-import {constants} from 'node:fs'
-import {access, realpath, stat} from 'node:fs/promises'
+import {realpath, stat} from 'node:fs/promises'
 import type {Stats} from 'node:fs'
 import path from 'node:path'
 import {prefixSegments, type Config, type Location} from './config.js'
 import {BadRequestError, ForbiddenError, NotFoundError} from './errors.js'
+import {isExecutableFile} from './executable.js'
 import type {Route, ScriptRoute} from './route.js'
 
 // The URL prefixes of the script directory (Python http.server's cgi_directories).
@@ -88,10 +88,7 @@ export async function createRouter(config: Config, onWarning: (message: string) 
 async function validateProgram(location: Location): Promise<void> {
   const program = location.program
   if (program === null) return
-  const ok = await stat(program).then(
-    async (stats) => stats.isFile() && await access(program, constants.X_OK).then(() => true, () => false),
-    () => false)
-  if (!ok) throw new TypeError(`Expected the \`${location.option}.program\` option to be an executable file, got \`${program}\``)
+  if (!await isExecutableFile(program)) throw new TypeError(`Expected the \`${location.option}.program\` option to be an executable file, got \`${program}\``)
 }
 
 function programRoute(location: Location, program: string, segments: readonly string[], trailingSlash: boolean): Route {

@@ -1,10 +1,10 @@
 // Decides the argv that runs a script: a location's program, the TypeScript runner (.ts/.mts), the script itself by
 // its `#!` line when it is executable (as Apache, lighttpd and Python's http.server do), else an interpreter from
 // config.interpreters by extension. It never spawns anything and never reads the query.
-import {constants} from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type {Config} from '../config.js'
+import {isExecutableFile} from '../executable.js'
 import {BadGatewayError, ForbiddenError, ScriptSetupError} from '../errors.js'
 import type {WarmPython} from '../process/run-plan.js'
 import type {ScriptRoute} from '../route.js'
@@ -195,18 +195,6 @@ function warmPythonOf(argv: readonly string[], scriptFilename: string, argv0 = a
 
 function isPhpCgi(program: string): boolean {
   return /^php-cgi[\d.]*$/.test(path.basename(program))
-}
-
-async function isExecutableFile(file: string): Promise<boolean> {
-  try {
-    const stat = await fs.stat(file)
-    if (!stat.isFile()) return false
-    await fs.access(file, constants.X_OK)
-    // root passes access(X_OK) when any x bit is set; require one anyway, like execve does.
-    return (stat.mode & 0o111) !== 0
-  } catch {
-    return false
-  }
 }
 
 // A command with a slash is used as given (relative to cgibox's cwd); a bare name is searched on SAFE_PATH.

@@ -2,26 +2,15 @@
 // (run.ts), and keep every live run in a table (for the status page, metrics and shutdown). The table outlives a
 // reload of the config: runs of the old config stay in it until they end.
 import type {Readable} from 'node:stream'
-import type {Limits, Location} from '../config.js'
 import type {Launcher} from './launcher.js'
-import type {WarmPython} from './run-plan.js'
 import {startRun, type KillReason, type Run} from './run.js'
-import type {Sandbox} from './sandbox.js'
+import type {Sandbox, SandboxRequest} from './sandbox.js'
 
-export interface LaunchRequest {
-  readonly argv: readonly string[]
-  readonly env: Readonly<Record<string, string>>
-  readonly cwd: string
-  readonly limits: Limits
-  /** The request's location (its level, user and paths), or null. */
-  readonly location: Location | null
-  /** Paths the run may read besides its cwd (bound read-only under bwrap). */
-  readonly readPaths: readonly string[]
+// What the sandbox plans (argv, environment, cwd, limits, location, paths, warm), plus what the run itself needs.
+export interface LaunchRequest extends SandboxRequest {
   /** The request body for stdin, or null. */
   readonly body: Readable | null
   readonly clientGone?: AbortSignal
-  /** A Python script that may start in a warm zygote; null: exec. */
-  readonly warm?: WarmPython | null
   /** What the status page shows of the run. */
   readonly label: {readonly requestId: string; readonly script: string; readonly client: string}
 }

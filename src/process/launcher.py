@@ -138,14 +138,11 @@ class Launcher:
         self.out = sys.stdout.buffer
         self.control = sys.stdin.buffer.raw
         self.pending = b""
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.wake_r = wake_r
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.wake_r = child_exit_wakeup()
         os.set_blocking(self.control.fileno(), False)
         self.poller.register(self.listener.fileno(), select.EPOLLIN)
         self.poller.register(self.control.fileno(), select.EPOLLIN)
-        self.poller.register(wake_r, select.EPOLLIN)
+        self.poller.register(self.wake_r, select.EPOLLIN)
 
     def send(self, message):
         self.out.write((json.dumps(message, separators=(",", ":")) + "\n").encode())
@@ -449,27 +446,13 @@ class Launcher:
             self.send({"id": run_id, "error": message.strip(), "stage": stage})
 
     def reap(self):
-        try:
-            while os.read(self.wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in exited_children(self.wake_r):
             run_id = self.runs.pop(pid, None)
             if run_id is None:
                 continue  # a zygote, or an orphaned descendant of a run reparented to us (subreaper)
             self.ids.pop(run_id, None)
             self.finish_errpipes_of(run_id)  # the exec error, if any, goes out before the exit
-            if os.WIFSIGNALED(status):
-                self.send({"id": run_id, "exit": None, "signal": os.WTERMSIG(status)})
-            else:
-                self.send({"id": run_id, "exit": os.WEXITSTATUS(status), "signal": None})
+            self.send(exit_message(run_id, status))
 
     def read_control(self):
         try:
@@ -538,6 +521,37 @@ class Launcher:
                     if table is self.plans:
                         self.send({"id": entry[0]["id"], "error": "no stdout connection arrived", "stage": "setup"})
                         self.send({"id": entry[0]["id"], "exit": None, "signal": None})
+
+
+def child_exit_wakeup():
+    # A non-blocking pipe that turns readable when a child exits (SIGCHLD through Python's wakeup descriptor).
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    return wake_r
+
+
+def exited_children(wake_r):
+    # Empties the wakeup pipe, then yields (pid, status) of every child that has exited, without blocking.
+    try:
+        while os.read(wake_r, 512):
+            pass
+    except BlockingIOError:
+        pass
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
+
+
+def exit_message(run_id, status):
+    if os.WIFSIGNALED(status):
+        return {"id": run_id, "exit": None, "signal": os.WTERMSIG(status)}
+    return {"id": run_id, "exit": os.WEXITSTATUS(status), "signal": None}
 
 
 def prepare_child(plan, request_fd, stdout_fd, err_w, parent_pid):
@@ -655,12 +669,9 @@ class ZygoteServer:
         self.children = {}  # pid -> run id
         self.ids = {}  # run id -> pid
         self.poller = select.epoll()
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.wake_r = wake_r
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.wake_r = child_exit_wakeup()
         self.poller.register(fd, select.EPOLLIN)
-        self.poller.register(wake_r, select.EPOLLIN)
+        self.poller.register(self.wake_r, select.EPOLLIN)
         # What a fresh python3 picked for its standard streams in this environment, to give each run the same.
         self.stdio = {name: (getattr(sys, name).encoding, getattr(sys, name).errors) for name in ("stdin", "stdout", "stderr")}
         if PRCTL is not None:
@@ -745,26 +756,12 @@ class ZygoteServer:
         self.send({"id": run_id, "pid": pid})
 
     def reap(self):
-        try:
-            while os.read(self.wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        for pid, status in exited_children(self.wake_r):
             run_id = self.children.pop(pid, None)
             if run_id is None:
                 continue
             del self.ids[run_id]
-            if os.WIFSIGNALED(status):
-                self.send({"id": run_id, "exit": None, "signal": os.WTERMSIG(status)})
-            else:
-                self.send({"id": run_id, "exit": os.WEXITSTATUS(status), "signal": None})
+            self.send(exit_message(run_id, status))
         self.exit_if_retired()
 
     def exit_if_retired(self):

@@ -11,6 +11,7 @@ import path from 'node:path'
 import type {Readable, Writable} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import type {RunPlan} from './run-plan.js'
+import {isExecutableFileSync} from '../executable.js'
 
 const LAUNCHER_SOURCE = fileURLToPath(new URL('launcher.py', import.meta.url))
 const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]))
@@ -94,7 +95,7 @@ interface Helper {
 
 // Starts launcher.py and resolves once it listens; rejects (naming what is missing) when it cannot run.
 export async function startLauncher(options: LauncherOptions): Promise<Launcher> {
-  const python = options.python ?? PYTHON_CANDIDATES.find(isExecutable)
+  const python = options.python ?? PYTHON_CANDIDATES.find(isExecutableFileSync)
   if (python === undefined) {
     throw new Error(`launcher: cgibox starts scripts through python3 (3.9 or later), which is not installed at ${PYTHON_CANDIDATES.join(', ')}`)
   }
@@ -283,13 +284,4 @@ function finishRun(runs: Map<number, PendingRun>, id: number, exit: LaunchExit):
     for (const socket of run.sockets) socket.destroy()
   }
   run.resolveExit(exit)
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
-  } catch {
-    return false
-  }
 }

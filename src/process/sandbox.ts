@@ -13,6 +13,7 @@ import type {PlannedRun, WarmPython} from './run-plan.js'
 import type {RuntimeDir} from './runtime-dir.js'
 import {createTempDirs} from './temp-files.js'
 import {createUidPool, lookupUser, validateUidPoolIsUnused} from './uid-pool.js'
+import {isExecutableFileSync} from '../executable.js'
 
 /** Strength order of the levels: a location requiring `rlimit` is satisfied by `bwrap`. */
 export const SANDBOX_STRENGTH: Readonly<Record<SandboxLevel, number>> = {none: 0, rlimit: 1, bwrap: 2}
@@ -68,7 +69,7 @@ export async function createSandbox(config: Config, deps: Dependencies, options:
   const root = process.getuid?.() === 0
   const sh = findTool('sh')
   if (sh === null) throw new Error('sandbox: /bin/sh not found')
-  const bwrapPath = options.bwrapPath === undefined ? findTool('bwrap') : isExecutable(options.bwrapPath) ? options.bwrapPath : null
+  const bwrapPath = options.bwrapPath === undefined ? findTool('bwrap') : isExecutableFileSync(options.bwrapPath) ? options.bwrapPath : null
   const identities = createIdentities(config, root)
   const cgroups = options.cgroups === false ? null : await createCgroupManager()
   const usableCgroups = cgroups !== null && cgroups.controllers.length > 0 ? cgroups : null
@@ -297,14 +298,5 @@ function describeLevel(runner: LevelRunner, identity: Identity, root: boolean, b
 }
 
 function findTool(name: string): string | null {
-  return TOOL_DIRS.map((dir) => `${dir}/${name}`).find(isExecutable) ?? null
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
-  } catch {
-    return false
-  }
+  return TOOL_DIRS.map((dir) => `${dir}/${name}`).find(isExecutableFileSync) ?? null
 }
