@@ -4,6 +4,7 @@
 // cgroup), rlimit (+ rlimits, a uid per run, pids/memory cgroup, no-new-privs, private TMPDIR), bwrap (+ namespaces,
 // no network, read-only view). It never decides when to kill a run (run.ts does).
 import fs from 'node:fs'
+import path from 'node:path'
 import type {Config, Limits, Location, SandboxLevel} from '../config.js'
 import {createBwrapView, type BwrapUsers} from './bwrap-args.js'
 import {createCgroupManager, type CgroupManager} from './cgroup.js'
@@ -123,6 +124,8 @@ export async function createSandbox(config: Config, deps: Dependencies, options:
       async close() {
         if (closed) return
         closed = true
+        const bwrapFiles = runners.get('bwrap')?.bwrap?.view.filesDir
+        if (bwrapFiles !== undefined) fs.rmSync(bwrapFiles, {recursive: true, force: true})
         await cgroups?.close()
       },
     }
@@ -213,13 +216,20 @@ async function tryBwrap(bwrapPath: string | null, base: {
   if (bwrapPath === null) {
     return {runner: null, reason: `bwrap is not installed${base.bwrapOption ? ` at ${base.bwrapOption}` : ''} (Debian: apt install bubblewrap)`}
   }
+  // Its own directory for the private /etc and the per-uid passwd files: a sandbox made by a reload must not touch
+  // the files the runs of the sandbox it replaces still bind.
+  let filesDir: string | null = null
   try {
-    const view = createBwrapView(base.deps.runtime.path, bwrapUsers(base.identities))
+    filesDir = fs.mkdtempSync(path.join(base.deps.runtime.path, 'bwrap-'))
+    fs.chmodSync(filesDir, 0o755) // the run uids read the files bwrap binds
+    const view = createBwrapView(filesDir, bwrapUsers(base.identities))
     const runner: LevelRunner = {level: 'bwrap', sh: base.sh, bwrap: {path: bwrapPath, view}, cgroups: base.cgroups, temp: base.temp}
     const failure = await probeRun(base.deps.launcher, runner, base.identities.forLevel('bwrap', null))
-    return failure === null ? {runner, reason: null} : {runner: null, reason: failure}
+    if (failure === null) return {runner, reason: null}
+    fs.rmSync(filesDir, {recursive: true, force: true})
+    return {runner: null, reason: failure}
   } catch (error) {
-    fs.rmSync(`${base.deps.runtime.path}/etc`, {recursive: true, force: true})
+    if (filesDir !== null) fs.rmSync(filesDir, {recursive: true, force: true})
     return {runner: null, reason: (error as Error).message}
   }
 }

@@ -183,6 +183,22 @@ describe('drain and reload', () => {
     expect((await running).complete).toBe(true)
   })
 
+  test('at bwrap, a reload builds its own private /etc and leaves the one the running scripts bind alone', async () => {
+    const server = await startTestServer({sandbox: 'bwrap', env: {GREETING: 'first'}})
+    const running = getFully(server.port, '/cgi-bin/sleep.sh?1')
+    await expect.poll(() => server.app.inFlight, {timeout: 5_000}).toBe(1)
+    for (const greeting of ['second', 'third']) {
+      await server.reload(normalizeConfig({
+        port: 0, htdocs: `${FIXTURES}htdocs`, cgiBin: `${FIXTURES}cgi-bin`, sandbox: 'bwrap', env: {GREETING: greeting},
+      }))
+      const after = await fetch(`${server.url}cgi-bin/env.py`)
+      const body = await after.text()
+      expect(after.status, body + JSON.stringify(server.log.errors)).toBe(200)
+      expect(parseEnvDump(body).GREETING).toBe(greeting)
+    }
+    expect((await running).complete).toBe(true)
+  })
+
   test('a reload names the settings that need a restart and keeps their running values', async () => {
     const server = await startTestServer({headersTimeoutMs: 10_000, bodyIdleTimeoutMs: 30_000})
     await server.reload(normalizeConfig({
