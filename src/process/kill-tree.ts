@@ -2,6 +2,7 @@
 // Each call ignores ESRCH (the target is gone). It does not decide when to kill: run.ts does.
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
+import {constants} from 'node:os'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 /** Rounds of "read the members, SIGKILL them" before giving up on a run that keeps forking. */
@@ -9,6 +10,17 @@ export const MAX_KILL_ROUNDS = 200
 /** Pause between rounds once the first quick rounds did not empty the run. */
 const KILL_ROUND_PAUSE_MS = 5
 const QUICK_ROUNDS = 3
+
+// The name of a signal number, the first one os.constants.signals lists for it (6 is SIGABRT, not SIGIOT), so a
+// signal reads the same whether the launcher reported it or bwrap's 128 + N exit code carried it.
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>()
+for (const [name, number] of Object.entries(constants.signals)) {
+  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as NodeJS.Signals)
+}
+
+export function signalName(number: number): NodeJS.Signals | null {
+  return SIGNAL_NAMES.get(number) ?? null
+}
 
 // Sends a signal to the process group led by pid (detached spawn: the group id is the child's pid).
 export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {

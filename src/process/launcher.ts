@@ -12,10 +12,9 @@ import type {Readable, Writable} from 'node:stream'
 import {fileURLToPath} from 'node:url'
 import type {RunPlan} from './run-plan.js'
 import {isExecutableFileSync} from '../executable.js'
+import {signalName} from './kill-tree.js'
 
 const LAUNCHER_SOURCE = fileURLToPath(new URL('launcher.py', import.meta.url))
-const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]))
-const SIGNAL_NUMBERS: Readonly<Record<'SIGTERM' | 'SIGKILL', number>> = {SIGTERM: constants.signals.SIGTERM, SIGKILL: constants.signals.SIGKILL}
 /** Where python3 is looked for (never on the PATH cgibox was started with). */
 const PYTHON_CANDIDATES = ['/usr/bin/python3', '/usr/local/bin/python3', '/bin/python3']
 const STARTUP_TIMEOUT_MS = 5_000
@@ -174,7 +173,7 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
             if (run.pendingSignal !== 'SIGKILL') run.pendingSignal = name
             return
           }
-          sendControl(current, {kill: id, signal: SIGNAL_NUMBERS[name]})
+          sendControl(current, {kill: id, signal: constants.signals[name]})
         },
       }
     },
@@ -265,11 +264,11 @@ export async function startLauncher(options: LauncherOptions): Promise<Launcher>
       run.pid = message.pid
       run.warm = message.warm === true
       run.resolvePid(message.pid)
-      if (run.pendingSignal !== null) sendControl(owner, {kill: id, signal: SIGNAL_NUMBERS[run.pendingSignal]})
+      if (run.pendingSignal !== null) sendControl(owner, {kill: id, signal: constants.signals[run.pendingSignal]})
     } else if (typeof message.error === 'string') {
       run.failure = {stage: message.stage === 'exec' ? 'exec' : 'setup', message: message.error}
     } else if ('exit' in message) {
-      const signal = typeof message.signal === 'number' ? SIGNAL_NAMES.get(message.signal) ?? null : null
+      const signal = typeof message.signal === 'number' ? signalName(message.signal) : null
       finishRun(table, id, {code: typeof message.exit === 'number' ? message.exit : null, signal, failure: run.failure, warm: run.warm})
     }
   }

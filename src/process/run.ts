@@ -1,11 +1,10 @@
 // One run's life, in one place: start it through the launcher, feed its stdin, cap its stdout, keep its stderr for
 // the log, end it at the deadline, at the output cap, when the client leaves or at shutdown (the first reason wins),
 // reap it, clean up after it, and produce its record. What the output means (CGI headers) is cgi/'s business.
-import os from 'node:os'
 import type {Readable} from 'node:stream'
 import type {Limits} from '../config.js'
 import {createByteCap} from '../limits/output-cap.js'
-import {signalGroup} from './kill-tree.js'
+import {signalGroup, signalName} from './kill-tree.js'
 import type {LaunchFailure, Launcher} from './launcher.js'
 import type {PlannedRun, ResourceLimit} from './run-plan.js'
 
@@ -220,8 +219,8 @@ function collectStderr(stderr: Readable, max: number): Promise<string> {
 // script must read as a death by signal at every level, so that a response it had started is cut off.
 function signalFromExitCode(code: number | null, signal: NodeJS.Signals | null): RunExit {
   if (signal !== null || code === null || code <= 128) return {code, signal}
-  const name = Object.entries(os.constants.signals).find(([, number]) => number === code - 128)?.[0]
-  return name === undefined ? {code, signal} : {code: null, signal: name as NodeJS.Signals}
+  const name = signalName(code - 128)
+  return name === null ? {code, signal} : {code: null, signal: name}
 }
 
 // On process exit (normal end, uncaught exception) every live run is SIGKILLed; the launcher, whose stdin closes,
