@@ -45,6 +45,7 @@ MAX_PLAN_BYTES = 4 << 20
 # Connections whose partner has not arrived within this many seconds are dropped (a client of the server that
 # vanished between its two connects, or a stranger that got past the directory's mode).
 UNPAIRED_TIMEOUT_S = 10.0
+STALE_SWEEP_S = 1.0
 MAX_UNPAIRED = 4096
 RLIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -131,7 +132,8 @@ class Launcher:
         self.outs = {}  # token -> (stdout socket, since)
         self.runs = {}  # pid -> run id, for runs not reaped yet
         self.ids = {}  # run id -> pid
-        self.errpipes = {}  # fd -> (run id, pid, bytes so far)
+        self.errpipes = {}  # fd -> (run id, bytes so far)
+        self.swept_at = 0.0  # when drop_stale last looked
         self.zygotes = {}  # interpreter -> Zygote
         self.zygote_fds = {}  # channel fd -> Zygote
         self.warm_runs = {}  # run id -> Zygote that forked it (until it reports the exit)
@@ -147,6 +149,11 @@ class Launcher:
     def send(self, message):
         self.out.write((json.dumps(message, separators=(",", ":")) + "\n").encode())
         self.out.flush()
+
+    def fail_run(self, run_id, text):
+        # A run that never started: the setup error, then its end.
+        self.send({"id": run_id, "error": text, "stage": "setup"})
+        self.send({"id": run_id, "exit": None, "signal": None})
 
     def loop(self):
         while True:
@@ -278,7 +285,7 @@ class Launcher:
                 stdout.close()
                 self.warm_runs[run_id] = zygote
                 os.set_blocking(err_r, False)
-                self.errpipes[err_r] = (run_id, None, b"")
+                self.errpipes[err_r] = (run_id, b"")
                 self.poller.register(err_r, select.EPOLLIN)
                 return  # the pid follows from the zygote
         try:
@@ -288,8 +295,7 @@ class Launcher:
             os.close(err_w)
             request.close()
             stdout.close()
-            self.send({"id": run_id, "error": "fork: %s" % error.strerror, "stage": "setup"})
-            self.send({"id": run_id, "exit": None, "signal": None})
+            self.fail_run(run_id, "fork: %s" % error.strerror)
             return
         if pid == 0:
             run_child(plan, request, stdout, err_w, os.getppid())
@@ -299,7 +305,7 @@ class Launcher:
         self.runs[pid] = run_id
         self.ids[run_id] = pid
         os.set_blocking(err_r, False)
-        self.errpipes[err_r] = (run_id, pid, b"")
+        self.errpipes[err_r] = (run_id, b"")
         self.poller.register(err_r, select.EPOLLIN)
         self.send({"id": run_id, "pid": pid, "warm": False})
 
@@ -377,9 +383,6 @@ class Launcher:
         run_id = message.get("id")
         if "pid" in message:
             self.ids[run_id] = message["pid"]
-            for fd, entry in self.errpipes.items():
-                if entry[0] == run_id:
-                    self.errpipes[fd] = (run_id, message["pid"], entry[2])
             self.send({"id": run_id, "pid": message["pid"], "warm": True})
         elif "exit" in message:
             self.warm_runs.pop(run_id, None)
@@ -389,8 +392,7 @@ class Launcher:
         elif "error" in message:  # it could not fork the run
             self.warm_runs.pop(run_id, None)
             self.finish_errpipes_of(run_id)
-            self.send({"id": run_id, "error": message["error"], "stage": "setup"})
-            self.send({"id": run_id, "exit": None, "signal": None})
+            self.fail_run(run_id, message["error"])
         elif "warning" in message:
             self.send({"warning": "zygote %s: %s" % (zygote.interpreter, message["warning"])})
 
@@ -407,8 +409,7 @@ class Launcher:
                 pid = self.ids.get(run_id)
                 if pid is None:  # never forked
                     self.finish_errpipes_of(run_id)
-                    self.send({"id": run_id, "error": "the warm python zygote died", "stage": "setup"})
-                    self.send({"id": run_id, "exit": None, "signal": None})
+                    self.fail_run(run_id, "the warm python zygote died")
                 else:
                     self.runs[pid] = run_id
 
@@ -421,24 +422,24 @@ class Launcher:
                     chunk = os.read(fd, 4096)
                     if not chunk:
                         break
-                    self.errpipes[fd] = (entry[0], entry[1], self.errpipes[fd][2] + chunk)
+                    self.errpipes[fd] = (run_id, self.errpipes[fd][1] + chunk)
             except BlockingIOError:
                 pass
             self.finish_errpipe(fd)
 
     def read_errpipe(self, fd):
-        run_id, pid, got = self.errpipes[fd]
+        run_id, got = self.errpipes[fd]
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:
             return
         if chunk:
-            self.errpipes[fd] = (run_id, pid, got + chunk)
+            self.errpipes[fd] = (run_id, got + chunk)
             return
         self.finish_errpipe(fd)
 
     def finish_errpipe(self, fd):
-        run_id, _pid, got = self.errpipes.pop(fd)
+        run_id, got = self.errpipes.pop(fd)
         self.poller.unregister(fd)
         os.close(fd)
         if got:
@@ -485,30 +486,21 @@ class Launcher:
         pid = self.ids.get(run_id)
         if pid is None:
             return
-        for target in (lambda: os.kill(pid, number), lambda: os.killpg(pid, number)):
-            try:
-                target()
-            except OSError:
-                pass
+        signal_run(pid, number)
 
     def kill_all(self):
         for run_id in list(self.warm_runs):
             pid = self.ids.get(run_id)
             if pid is not None:
-                for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-                    try:
-                        target()
-                    except OSError:
-                        pass
+                signal_run(pid, signal.SIGKILL)
         for pid in list(self.runs):
-            for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-                try:
-                    target()
-                except OSError:
-                    pass
+            signal_run(pid, signal.SIGKILL)
 
     def drop_stale(self):
         now = time.monotonic()
+        if now - self.swept_at < STALE_SWEEP_S:  # the timeout is 10 s: a sweep a second is plenty, not one per event
+            return
+        self.swept_at = now
         for fd, conn in list(self.conns.items()):
             if now - conn.since > UNPAIRED_TIMEOUT_S:
                 self.close_conn(fd)
@@ -519,8 +511,7 @@ class Launcher:
                     sock.close()
                     del table[token]
                     if table is self.plans:
-                        self.send({"id": entry[0]["id"], "error": "no stdout connection arrived", "stage": "setup"})
-                        self.send({"id": entry[0]["id"], "exit": None, "signal": None})
+                        self.fail_run(entry[0]["id"], "no stdout connection arrived")
 
 
 def child_exit_wakeup():
@@ -546,6 +537,15 @@ def exited_children(wake_r):
         if pid == 0:
             return
         yield pid, status
+
+
+def signal_run(pid, number):
+    # The run's first process and its process group (each run is its own session); gone or not ours is no error.
+    for target in (os.kill, os.killpg):
+        try:
+            target(pid, number)
+        except OSError:
+            pass
 
 
 def exit_message(run_id, status):
@@ -702,11 +702,7 @@ class ZygoteServer:
                     fds = []
                 if not message:  # the launcher is gone: so are the runs
                     for pid in list(self.children):
-                        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-                            try:
-                                target()
-                            except OSError:
-                                pass
+                        signal_run(pid, signal.SIGKILL)
                     os._exit(0)
                 try:
                     self.handle(json.loads(message), fds)
@@ -723,11 +719,7 @@ class ZygoteServer:
         if "kill" in message:
             pid = self.ids.get(message["kill"])
             if pid is not None:
-                for target in (lambda: os.kill(pid, message["signal"]), lambda: os.killpg(pid, message["signal"])):
-                    try:
-                        target()
-                    except OSError:
-                        pass
+                signal_run(pid, message["signal"])
             return
         run_id = message["run"]
         request_fd, stdout_fd, err_w, plan_fd = fds
