@@ -15,8 +15,6 @@ export interface ScriptRoute {
   readonly location: Location | null
   /** True when the location's program serves the request (Apache ScriptAlias), not a file found by routing. */
   readonly isProgram: boolean
-  /** True when the script lives in the cgi-bin directory (unknown extensions then run by shebang). */
-  readonly inCgiBin: boolean
 }
 
 export type Route =

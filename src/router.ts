@@ -100,7 +100,6 @@ function programRoute(location: Location, program: string, segments: readonly st
     nph: path.basename(program).startsWith('nph-'),
     location,
     isProgram: true,
-    inCgiBin: false,
   }
   return {kind: 'script', script}
 }
@@ -110,7 +109,7 @@ async function cgiBinRoute(roots: Roots, location: Location | null, segments: re
   const found = await findFirstFile(roots.cgiBin, segments, 1)
   // The script directory is never listed and nothing in it is served as a file.
   if (found === null) throw new ForbiddenError('path: directory listing of the script directory')
-  return {kind: 'script', script: scriptRoute(found, location, segments, trailingSlash, true)}
+  return {kind: 'script', script: scriptRoute(found, location, segments, trailingSlash)}
 }
 
 async function htdocsRoute(
@@ -126,7 +125,7 @@ async function htdocsRoute(
   }
   if (roots.cgiBin !== null && isInside(roots.cgiBin, found.realPath)) throw new NotFoundError('path: script sources are never served')
   if (scriptExtensions.has(path.extname(found.realPath).toLowerCase())) {
-    return {kind: 'script', script: scriptRoute(found, location, segments, trailingSlash, false)}
+    return {kind: 'script', script: scriptRoute(found, location, segments, trailingSlash)}
   }
   // Static files take no PATH_INFO: /file.txt/extra is not found.
   if (found.depth !== segments.length || trailingSlash) throw new NotFoundError('path: trailing path after a static file')
@@ -163,8 +162,7 @@ async function realpathInside(root: string, candidate: string): Promise<string> 
   return real
 }
 
-function scriptRoute(found: FoundFile, location: Location | null, segments: readonly string[], trailingSlash: boolean,
-  inCgiBin: boolean): ScriptRoute {
+function scriptRoute(found: FoundFile, location: Location | null, segments: readonly string[], trailingSlash: boolean): ScriptRoute {
   return {
     scriptName: '/' + segments.slice(0, found.depth).join('/'),
     pathInfo: joinPathInfo(segments.slice(found.depth), trailingSlash),
@@ -172,7 +170,6 @@ function scriptRoute(found: FoundFile, location: Location | null, segments: read
     nph: path.basename(found.realPath).startsWith('nph-'),
     location,
     isProgram: false,
-    inCgiBin,
   }
 }
 

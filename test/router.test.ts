@@ -95,8 +95,8 @@ describe('resolveRoute over the fixture tree', () => {
   })
 
   // A script route for the table: mount is null unless given.
-  function script(scriptName: string, pathInfo: string, scriptFilename: string, inCgiBin: boolean): Route {
-    return {kind: 'script', script: {scriptName, pathInfo, scriptFilename, nph: false, location: null, isProgram: false, inCgiBin}}
+  function script(scriptName: string, pathInfo: string, scriptFilename: string): Route {
+    return {kind: 'script', script: {scriptName, pathInfo, scriptFilename, nph: false, location: null, isProgram: false}}
   }
 
   test.each<[string, Route]>([
@@ -108,21 +108,21 @@ describe('resolveRoute over the fixture tree', () => {
     ['/hello.txt', {kind: 'static', filePath: path.join(HTDOCS, 'hello.txt')}],
     ['/sub/file.txt', {kind: 'static', filePath: path.join(HTDOCS, 'sub', 'file.txt')}],
     ['/inside-link.txt', {kind: 'static', filePath: path.join(HTDOCS, 'hello.txt')}],
-    ['/page.py', script('/page.py', '', path.join(HTDOCS, 'page.py'), false)],
-    ['/page.py/extra', script('/page.py', '/extra', path.join(HTDOCS, 'page.py'), false)],
-    ['/page.py/a%20b/c/', script('/page.py', '/a b/c/', path.join(HTDOCS, 'page.py'), false)],
-    ['/Upper.PY', script('/Upper.PY', '', path.join(HTDOCS, 'Upper.PY'), false)],
-    ['/cgi-bin/env.py', script('/cgi-bin/env.py', '', path.join(CGI_BIN, 'env.py'), true)],
-    ['/htbin/env.py', script('/htbin/env.py', '', path.join(CGI_BIN, 'env.py'), true)],
-    ['/cgi-bin/env.py/x/y', script('/cgi-bin/env.py', '/x/y', path.join(CGI_BIN, 'env.py'), true)],
-    ['/cgi-bin/env.py/a%20b', script('/cgi-bin/env.py', '/a b', path.join(CGI_BIN, 'env.py'), true)],
-    ['/cgi-bin/env.py/a/b/', script('/cgi-bin/env.py', '/a/b/', path.join(CGI_BIN, 'env.py'), true)],
-    ['/cgi-bin/env.py/', script('/cgi-bin/env.py', '/', path.join(CGI_BIN, 'env.py'), true)],
+    ['/page.py', script('/page.py', '', path.join(HTDOCS, 'page.py'))],
+    ['/page.py/extra', script('/page.py', '/extra', path.join(HTDOCS, 'page.py'))],
+    ['/page.py/a%20b/c/', script('/page.py', '/a b/c/', path.join(HTDOCS, 'page.py'))],
+    ['/Upper.PY', script('/Upper.PY', '', path.join(HTDOCS, 'Upper.PY'))],
+    ['/cgi-bin/env.py', script('/cgi-bin/env.py', '', path.join(CGI_BIN, 'env.py'))],
+    ['/htbin/env.py', script('/htbin/env.py', '', path.join(CGI_BIN, 'env.py'))],
+    ['/cgi-bin/env.py/x/y', script('/cgi-bin/env.py', '/x/y', path.join(CGI_BIN, 'env.py'))],
+    ['/cgi-bin/env.py/a%20b', script('/cgi-bin/env.py', '/a b', path.join(CGI_BIN, 'env.py'))],
+    ['/cgi-bin/env.py/a/b/', script('/cgi-bin/env.py', '/a/b/', path.join(CGI_BIN, 'env.py'))],
+    ['/cgi-bin/env.py/', script('/cgi-bin/env.py', '/', path.join(CGI_BIN, 'env.py'))],
     ['/cgi-bin/nested/deeper/where.sh/x/y',
-      script('/cgi-bin/nested/deeper/where.sh', '/x/y', path.join(CGI_BIN, 'nested', 'deeper', 'where.sh'), true)],
-    ['/cgi-bin/plain-file', script('/cgi-bin/plain-file', '', path.join(CGI_BIN, 'plain-file'), true)],
+      script('/cgi-bin/nested/deeper/where.sh', '/x/y', path.join(CGI_BIN, 'nested', 'deeper', 'where.sh'))],
+    ['/cgi-bin/plain-file', script('/cgi-bin/plain-file', '', path.join(CGI_BIN, 'plain-file'))],
     ['/cgi-bin/nph-raw.sh', {kind: 'script', script: {
-      scriptName: '/cgi-bin/nph-raw.sh', pathInfo: '', scriptFilename: path.join(CGI_BIN, 'nph-raw.sh'), nph: true, location: null, isProgram: false, inCgiBin: true,
+      scriptName: '/cgi-bin/nph-raw.sh', pathInfo: '', scriptFilename: path.join(CGI_BIN, 'nph-raw.sh'), nph: true, location: null, isProgram: false,
     }}],
   ])('%s resolves to %o', async (raw, expected) => {
     expect(await router.resolveRoute(raw)).toEqual(expected)
@@ -135,7 +135,7 @@ describe('resolveRoute over the fixture tree', () => {
     ['/prog/a%20b/', '/prog', '/a b/'],
   ])('the program mount serves %s with SCRIPT_NAME %s and PATH_INFO %j', async (raw, scriptName, pathInfo) => {
     const route = await router.resolveRoute(raw)
-    expect(route).toMatchObject({kind: 'script', script: {scriptName, pathInfo, scriptFilename: PROGRAM, inCgiBin: false}})
+    expect(route).toMatchObject({kind: 'script', script: {scriptName, pathInfo, scriptFilename: PROGRAM, isProgram: true}})
     expect(route.kind === 'script' && route.script.location?.env).toEqual({MOUNT_VAR: 'x'})
   })
 

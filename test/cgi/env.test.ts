@@ -12,7 +12,6 @@ const SCRIPT: ScriptRoute = {
   nph: false,
   location: null,
   isProgram: false,
-  inCgiBin: true,
 }
 
 const BASE: CgiEnvInput = {

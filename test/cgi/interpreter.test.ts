@@ -22,7 +22,7 @@ async function setup(raw: RawConfig = {}, options: CommandResolverOptions = {}) 
     const scriptFilename = path.join(cgiBin, name)
     await fs.writeFile(scriptFilename, content, {mode})
     await fs.chmod(scriptFilename, mode)
-    return {scriptName: `/cgi-bin/${name}`, pathInfo: '', scriptFilename, nph: false, location: null, isProgram: false, inCgiBin: true}
+    return {scriptName: `/cgi-bin/${name}`, pathInfo: '', scriptFilename, nph: false, location: null, isProgram: false}
   }
   const argvOf = async (route: ScriptRoute) => (await resolver.commandFor(route)).argv
   return {dir, config, resolver, script, argvOf}
@@ -119,7 +119,7 @@ describe('commandFor', () => {
     const location = config.locations[0]!
     const route: ScriptRoute = {
       scriptName: '/git', pathInfo: '/repo.git/info/refs', scriptFilename: location.program!, nph: false, location,
-      isProgram: true, inCgiBin: false,
+      isProgram: true,
     }
     expect(await argvOf(route)).toEqual(['/usr/lib/git-core/git-http-backend'])
   })
