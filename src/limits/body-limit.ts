@@ -37,9 +37,14 @@ export interface BodySpooler {
    * Counts body bytes against the global budget and the idle timeout: a Transform for uploads. It errors with 503 past
    * the budget and 408 when the client stalls; `release()` returns its bytes (call when the upload is over).
    */
-  meter(req: IncomingMessage, maxBytes: number): {readonly stream: Transform; release(): void}
-  /** Bytes held by spools and uploads right now. */
-  readonly heldBytes: number
+  meter(req: IncomingMessage, maxBytes: number): Meter
+}
+
+export interface Meter {
+  readonly stream: Transform
+  /** Body bytes that have passed so far. */
+  readonly bytes: number
+  release(): void
 }
 
 const EMPTY: RequestBody = {length: null, open: () => {
@@ -53,7 +58,7 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
   let heldBytes = 0
   let next = 1
 
-  function meter(req: IncomingMessage, maxBytes: number) {
+  function meter(req: IncomingMessage, maxBytes: number): Meter {
     let counted = 0
     let held = 0
     let released = false
@@ -91,12 +96,12 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
     armIdle()
     stream.once('close', () => clearTimeout(idleTimer))
     // A client that goes away mid-body: the stream fails at once, so its bytes are freed now, not at some timeout.
-    req.once('aborted', () => stream.destroy(new BadRequestError('body: the client went away mid-body')))
     req.once('close', () => {
       if (!req.complete) stream.destroy(new BadRequestError('body: the client went away mid-body'))
     })
     return {
       stream,
+      get bytes() { return counted },
       release() {
         if (released) return
         released = true
@@ -108,7 +113,6 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
   }
 
   return {
-    get heldBytes() { return heldBytes },
     meter,
     async prepare(req, maxBodyBytes) {
       const declared = req.headers['content-length']
@@ -122,16 +126,9 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
       }
       const file = path.join(options.dir, `body-${process.pid}-${next++}-${randomBytes(6).toString('hex')}`)
       const metered = meter(req, maxBodyBytes)
-      let length = 0
-      const counter = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          length += chunk.length
-          callback(null, chunk)
-        },
-      })
       try {
         // req is piped, not put in a pipeline: an error must not destroy the socket before the 413 goes out.
-        const written = pipeline(metered.stream, counter, createWriteStream(file, {mode: 0o600, flags: 'wx'}))
+        const written = pipeline(metered.stream, createWriteStream(file, {mode: 0o600, flags: 'wx'}))
         req.pipe(metered.stream)
         await written
       } catch (error) {
@@ -142,7 +139,7 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
       }
       let disposed = false
       return {
-        length,
+        length: metered.bytes,
         open: () => createReadStream(file),
         async dispose() {
           if (disposed) return
@@ -157,7 +154,7 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
 
 // The body as it arrives, failing with 408 once the client has sent nothing for `idleMs` while the reader was ready
 // for more. A pause the reader caused (a script that does not read its stdin yet) is not the client's stall.
-export function watchIdle(source: Readable, idleMs: number): Transform {
+function watchIdle(source: Readable, idleMs: number): Transform {
   let timer: NodeJS.Timeout | undefined
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, callback) {

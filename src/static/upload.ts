@@ -6,7 +6,7 @@ import {randomBytes} from 'node:crypto'
 import {link, lstat, open, realpath, rename, unlink} from 'node:fs/promises'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import path from 'node:path'
-import {finished, Transform, type Readable} from 'node:stream'
+import {finished, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import busboy from 'busboy'
 import type {Config} from '../config.js'
@@ -28,9 +28,9 @@ export interface UploadOptions {
   readonly interpreters: Config['interpreters']
   /**
    * Counts the body against the server's spool budget and idle timeout (body-limit.ts): 503 past the budget, 408 when
-   * the client stalls, and the partial files are removed at once. Default: only maxUploadBytes is counted.
+   * the client stalls, and the partial files are removed at once; 413 past maxUploadBytes.
    */
-  readonly meter?: BodySpooler['meter']
+  readonly meter: BodySpooler['meter']
 }
 
 /** Hidden (dotfiles are never routed or listed) name prefix of a file still being received. */
@@ -133,7 +133,7 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
   } catch (error) {
     throw new BadUploadError(`upload: not a multipart/form-data body (${String(req.headers['content-type'])})`, {cause: error})
   }
-  const metered = options.meter?.(req, options.maxUploadBytes) ?? {stream: countOnly(options.maxUploadBytes), release: () => {}}
+  const metered = options.meter(req, options.maxUploadBytes)
   const counter = metered.stream
   counter.once('close', () => metered.release())
 
@@ -186,21 +186,6 @@ async function receiveFiles(req: IncomingMessage, dirPath: string, options: Uplo
     })
     // Piped, not a pipeline: an error must not destroy the socket before sendError's 413 goes out (body-limit.ts).
     req.pipe(counter).pipe(parser)
-  })
-}
-
-// A byte counter alone: 413 past maxBytes.
-function countOnly(maxBytes: number): Transform {
-  let received = 0
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      received += chunk.length
-      if (received > maxBytes) {
-        callback(new PayloadTooLargeError(`upload: body over ${maxBytes} bytes, the limit is ${maxBytes} bytes`))
-        return
-      }
-      callback(null, chunk)
-    },
   })
 }
 

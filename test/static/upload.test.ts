@@ -7,6 +7,7 @@ import path from 'node:path'
 import {describe, expect, test} from 'vitest'
 import {normalizeConfig} from '../../src/config.js'
 import {BadUploadError, ForbiddenError, HttpError} from '../../src/errors.js'
+import {createBodySpooler} from '../../src/limits/body-limit.js'
 import {normalizeUploadName, receiveUpload, UPLOAD_TEMP_PREFIX, type UploadOptions} from '../../src/static/upload.js'
 import {parseManifest, UPLOAD_MANIFEST} from '../../src/static/upload-manifest.js'
 import {openSocket, rawRequest} from '../helpers/http.js'
@@ -275,7 +276,8 @@ describe('upload', () => {
       const cgiBin = path.join(htdocs, 'scripts')
       await mkdir(path.join(cgiBin, 'inner'), {recursive: true})
       const config = normalizeConfig({htdocs, cgiBin})
-      const options: UploadOptions = {...config, urlPath: '/'}
+      const meter = createBodySpooler({dir: root, maxSpoolBytes: config.maxSpoolBytes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs}).meter
+      const options: UploadOptions = {...config, urlPath: '/', meter}
       const errors: unknown[] = []
       const url = await listenForTest((req, res) => {
         receiveUpload(req, res, path.join(cgiBin, 'inner'), options).catch((error: unknown) => {
