@@ -16,7 +16,7 @@ import type {CgiContext, RequestLine, RequestState} from './cgi/context.js'
 import {createTsRunner, type TsRunner} from './cgi/ts-runner.js'
 import {VERSION} from './version.js'
 import type {Config, Location} from './config.js'
-import {HttpError, MethodNotAllowedError, ServiceUnavailableError, UnauthorizedError} from './errors.js'
+import {HttpError, MethodNotAllowedError, ServiceUnavailableError, SpoolFullError, UnauthorizedError} from './errors.js'
 import {createBodySpooler, type BodySpooler} from './limits/body-limit.js'
 import {createGate, type Gate} from './limits/concurrency.js'
 import {createConsoleLogger, type Logger, type RunRecord} from './log.js'
@@ -90,8 +90,7 @@ interface Shared {
   readonly metrics: Metrics
   readonly table: RunTable
   readonly tsRunner: TsRunner
-  readonly recent: RunRecord[]
-  readonly recentAt: string[]
+  readonly recent: (RunRecord & {readonly at: string})[]
   readonly startedAt: Date
   readonly counters: {requests: number; runs: number; rejected: number}
   /** One disk budget for every spooled body and upload, whatever the config of the request. */
@@ -120,20 +119,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ensureOwnDir(config.cacheDir, 0o755)
     const launcher = await startLauncher({socketDir: runtime.launcherDir, onWarning: (message) => baseLogger.error(message)})
     closers.push(() => launcher.close())
-    const recent: RunRecord[] = []
-    const recentAt: string[] = []
+    const recent: Shared['recent'] = []
     const counters = {requests: 0, runs: 0, rejected: 0}
     // Gauges read the site of the moment, whatever it is when scraped.
     const metrics = createMetrics({queued: () => site.gate.waiting, running: () => table.size, launcherRestarts: () => launcher.info.restarts})
     const logger: Logger = {
       ...baseLogger,
       run(record) {
-        recent.push(record)
-        recentAt.push(new Date().toISOString())
-        if (recent.length > RECENT_RUNS) {
-          recent.shift()
-          recentAt.shift()
-        }
+        recent.push({...record, at: new Date().toISOString()})
+        if (recent.length > RECENT_RUNS) recent.shift()
         metrics.runFinished(record)
         baseLogger.run(record)
       },
@@ -143,7 +137,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const spooler = createBodySpooler({
       dir: makeSpoolDir(runtime), maxSpoolBytes: config.maxSpoolBytes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     })
-    shared = {runtime, launcher, logger, metrics, table, tsRunner, recent, recentAt, startedAt: new Date(), counters, spooler}
+    shared = {runtime, launcher, logger, metrics, table, tsRunner, recent, startedAt: new Date(), counters, spooler}
     site = await buildSite(config, shared, options.sandbox)
     closers.push(() => site.sandbox.close())
   } catch (error) {
@@ -193,7 +187,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     dispatch(current, req, res, line).catch((error: unknown) => {
       if (error instanceof ServiceUnavailableError) {
         shared.counters.rejected++
-        metrics.rejected(/spool/.test(error.message) ? 'spool' : 'busy')
+        metrics.rejected(error instanceof SpoolFullError ? 'spool' : 'busy')
       }
       if (res.headersSent && state.cut === null) state.cut = 'error'
       sendError(req, res, error, logger, requestId)
@@ -317,8 +311,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         client: entry.client, elapsedMs: now - entry.startedAt, bytesOut: entry.run.bytesOut,
       })),
       queue: {waiting: current.gate.waiting, running: current.gate.running, maxConcurrent: current.config.maxConcurrent, maxQueued: current.config.maxQueued},
-      recent: shared.recent.map((record, index) => ({
-        at: shared.recentAt[index]!, requestId: record.requestId, script: record.script,
+      recent: shared.recent.map((record) => ({
+        at: record.at, requestId: record.requestId, script: record.script,
         outcome: record.signal ? `signal ${record.signal}` : `exit ${record.code}`, killReason: record.killReason,
         limitHit: record.limitHit, ms: record.ms, bytesOut: record.bytesOut, warm: record.warm === true,
       })).reverse(),

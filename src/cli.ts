@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   process.stdout.write(`cgibox ${VERSION} listening on ${running.url}\n${running.sandbox}\n`)
   if (closed.length > 0) logger.info(`cgibox: closed the descriptors it inherited: ${closed.join(', ')}`)
   const stop = (signal: string) => {
-    logger.info(`cgibox: ${signal}, draining for ${config.drainMs} ms, then shutting down`)
+    logger.info(`cgibox: ${signal}, draining for ${running.app.config.drainMs} ms, then shutting down`) // the reloaded value
     running.close().then(() => process.exit(0), () => process.exit(1))
   }
   process.once('SIGINT', () => stop('SIGINT'))

@@ -97,8 +97,14 @@ export class OutputLimitError extends HttpError {
   }
 }
 export class ServiceUnavailableError extends HttpError {
-  constructor(retryAfterSeconds: number, message = 'Service Unavailable', options?: Options) {
-    super(503, 'CGI_ERR_BUSY', message, {...options, headers: {...options?.headers, 'Retry-After': String(retryAfterSeconds)}})
+  constructor(retryAfterSeconds: number, message = 'Service Unavailable', options?: Options, code = 'CGI_ERR_BUSY') {
+    super(503, code, message, {...options, headers: {...options?.headers, 'Retry-After': String(retryAfterSeconds)}})
+  }
+}
+// The spool budget (maxSpoolBytes) is used up: told apart from busy slots in the metrics.
+export class SpoolFullError extends ServiceUnavailableError {
+  constructor(retryAfterSeconds: number, message: string) {
+    super(retryAfterSeconds, message, undefined, 'CGI_ERR_SPOOL_FULL')
   }
 }
 export class GatewayTimeoutError extends HttpError {

@@ -10,7 +10,7 @@ import type {IncomingMessage} from 'node:http'
 import path from 'node:path'
 import {Transform, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {BadRequestError, PayloadTooLargeError, RequestTimeoutError, ServiceUnavailableError} from '../errors.js'
+import {BadRequestError, PayloadTooLargeError, RequestTimeoutError, SpoolFullError} from '../errors.js'
 
 export interface RequestBody {
   /** CONTENT_LENGTH, or null when the request has no body. */
@@ -72,7 +72,7 @@ export function createBodySpooler(options: SpoolOptions): BodySpooler {
           return
         }
         if (heldBytes + chunk.length > options.maxSpoolBytes) {
-          callback(new ServiceUnavailableError(RETRY_AFTER_SECONDS,
+          callback(new SpoolFullError(RETRY_AFTER_SECONDS,
             `body: the spool budget of ${options.maxSpoolBytes} bytes (maxSpoolBytes) is used up`))
           return
         }

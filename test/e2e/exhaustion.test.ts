@@ -161,5 +161,9 @@ describe('uploads (--upload) are held to the same budget and idle timeout', () =
     const response = await fetch(server.url, {method: 'POST', body: form})
     expect(response.status).toBe(503)
     expect(fs.readdirSync(htdocs).filter((name) => name !== '.cgibox-uploads')).toEqual([])
+    // Counted as a spool rejection, not as busy slots.
+    const metrics = await (await fetch(`${server.url}.cgibox/metrics`)).text()
+    expect(metrics).toContain('cgibox_rejections_total{reason="spool"} 1')
+    expect(metrics).not.toContain('cgibox_rejections_total{reason="busy"}')
   })
 })
