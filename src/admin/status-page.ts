@@ -1,5 +1,6 @@
 // The status page (Apache mod_status, for CGI): what runs now, what waits, what ran last, and the counters, as JSON
 // and as one self-refreshing HTML page (plain HTML and CSS, no script, no external asset). Pure rendering.
+import {escapeHtml} from '../html.js'
 
 export interface StatusRun {
   readonly requestId: string
@@ -96,8 +97,4 @@ function formatDuration(seconds: number): string {
   const whole = Math.floor(seconds)
   const parts = [[Math.floor(whole / 86_400), 'd'], [Math.floor(whole / 3600) % 24, 'h'], [Math.floor(whole / 60) % 60, 'min'], [whole % 60, 's']] as const
   return parts.filter(([value], index) => value > 0 || index === parts.length - 1).map(([value, unit]) => `${value} ${unit}`).join(' ')
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[char]!)
 }

@@ -6,6 +6,7 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 import path from 'node:path'
 import {finished} from 'node:stream'
 import {HttpError, InternalServerError, MethodNotAllowedError, NotFoundError} from '../errors.js'
+import {escapeHtml} from '../html.js'
 import type {Route} from '../route.js'
 import {isInside} from '../router.js'
 import {isReadMethod, serveFile, STATIC_METHODS} from './serve-file.js'
@@ -42,8 +43,6 @@ const LISTING_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 const NOT_FOUND_CODES = new Set(['ENAMETOOLONG', 'ENOENT', 'ENOTDIR'])
 
 /** Characters escaped in HTML text and attribute values (escape-html's set). */
-const HTML_ESCAPES: Readonly<Record<string, string>> = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}
-
 /** The page's only style, inline (allowed by LISTING_CSP). */
 const LISTING_STYLE = 'body{font-family:system-ui,sans-serif;margin:2em}th,td{padding:.1em 1.5em .1em 0;text-align:left}' +
   'td.size{text-align:right;font-variant-numeric:tabular-nums}form{margin-top:1.5em}'
@@ -61,7 +60,7 @@ export async function serveDirectory(
   if (!isReadMethod(method)) throw new MethodNotAllowedError(STATIC_METHODS)
 
   const indexFile = await findIndexFile(route.dirPath)
-  if (indexFile !== null) return serveFile(req, res, indexFile, method)
+  if (indexFile !== null) return serveFile(req, res, indexFile, method, false) // findIndexFile skips uploads
 
   const body = Buffer.from(renderListing(route.urlPath, await readEntries(route.dirPath, options.documentRoot), options))
   res.statusCode = 200
@@ -116,7 +115,7 @@ async function findIndexFile(dirPath: string): Promise<string | null> {
   })
   for (const name of INDEX_FILES) {
     const candidate = await realpath(path.join(dirPath, name)).catch(() => null)
-    if (candidate === null || !isStrictlyInside(realDir, candidate)) continue
+    if (candidate === null || candidate === realDir || !isInside(realDir, candidate)) continue
     const stats = await stat(candidate).catch(() => null)
     if (stats?.isFile() && !await isUpload(candidate)) return candidate
   }
@@ -147,22 +146,12 @@ function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char)
-}
-
 function formatMtime(mtime: Date): string {
   return Number.isNaN(mtime.getTime()) ? '' : mtime.toISOString().slice(0, 16).replace('T', ' ')
 }
 
 function isDotfile(name: string): boolean {
   return name.startsWith('.')
-}
-
-// True when candidate lies below root (root itself is not below root).
-function isStrictlyInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate)
-  return relative !== '' && relative.split(path.sep)[0] !== '..' && !path.isAbsolute(relative)
 }
 
 function renderRow(entry: ListingEntry): string {

@@ -42,10 +42,12 @@ const SEND_HEADERS = ['Accept-Ranges', 'Cache-Control', 'Content-Length', 'Conte
 const UNSATISFIED_RANGE_REGEXP = /^bytes \*\/(\d+)$/
 
 // Streams filePath to res; resolves when the response has finished or the client has gone, rejects with an HttpError.
-// `method` is what the request is served as: a local redirect serves a POST as a GET (RFC 3875 §6.2.2).
-export async function serveFile(req: IncomingMessage, res: ServerResponse, filePath: string, method = req.method): Promise<void> {
+// `method` is what the request is served as: a local redirect serves a POST as a GET (RFC 3875 §6.2.2). `uploaded`
+// is looked up in the upload manifest unless the caller has just done so (an index file is never an upload).
+export async function serveFile(req: IncomingMessage, res: ServerResponse, filePath: string, method = req.method,
+  uploaded?: boolean): Promise<void> {
   if (!isReadMethod(method)) throw new MethodNotAllowedError(STATIC_METHODS)
-  const uploaded = await isUpload(filePath)
+  const sandboxed = uploaded ?? await isUpload(filePath)
   await new Promise<void>((resolve, reject) => {
     let settled = false
     const settle = (error?: HttpError): void => {
@@ -69,7 +71,7 @@ export async function serveFile(req: IncomingMessage, res: ServerResponse, fileP
     // Only when the file became a directory after routing; without a listener send would redirect to `/`.
     stream.on('directory', () => settle(new NotFoundError(`static: ${filePath} is a directory now`)))
     res.setHeader('X-Content-Type-Options', 'nosniff')
-    if (uploaded) for (const [name, value] of Object.entries(UPLOAD_HEADERS)) res.setHeader(name, value)
+    if (sandboxed) for (const [name, value] of Object.entries(UPLOAD_HEADERS)) res.setHeader(name, value)
     stream.pipe(res)
   })
 }
