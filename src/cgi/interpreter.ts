@@ -53,10 +53,10 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
   // .ts pages may import only from the document root and the script directory (the build runs unsandboxed).
   const {tsRunner = createTsRunner(config.cacheDir, [config.htdocs, config.cgiBin]), missingRecheckMs = DEFAULT_MISSING_RECHECK_MS} = options
   const lookups = new Map<string, Promise<Lookup>>()
-  const shebangs = new Map<string, {readonly key: string; readonly line: Promise<string | null>}>()
-  // What a script's #! line resolved to, per script version, trusted for missingRecheckMs: the interpreter checks
-  // (stat, access, the PATH walk of `env name`) are not repeated on every request.
-  const shebangCommands = new Map<string, {readonly key: string; readonly checkedAtMs: number; readonly command: Promise<Command>}>()
+  // What an executable script runs as by its #! line (null: it has none), per script version (mtime, size, inode),
+  // trusted for missingRecheckMs as interpreter lookups are: the first line is not read, and its interpreter not
+  // checked (stat, access, the PATH walk of `env name`), on every request.
+  const shebangCommands = new Map<string, {readonly key: string; readonly checkedAtMs: number; readonly command: Promise<Command | null>}>()
 
   async function commandFor(script: ScriptRoute): Promise<Command> {
     // A location's program is the executable itself (Apache ScriptAlias); config validated its path at startup.
@@ -70,9 +70,8 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
     const stats = await fs.stat(script.scriptFilename)
     if (isExecutableMode(stats.mode)) {
       // An executable file runs by its own `#!` line (`#!/usr/bin/perl -wT`, `#!/bin/bash`), or as the binary it is.
-      const key = `${stats.mtimeMs}:${stats.size}:${stats.ino}`
-      const line = await readShebang(script.scriptFilename, key)
-      if (line !== null) return cachedShebangCommand(script.scriptFilename, key, line)
+      const command = await commandByShebang(script.scriptFilename, `${stats.mtimeMs}:${stats.size}:${stats.ino}`)
+      if (command !== null) return command
       if (interpreter === undefined) return {argv: [script.scriptFilename], readPaths: []}
     }
     if (interpreter === undefined) {
@@ -105,44 +104,35 @@ export function createCommandResolver(config: Config, options: CommandResolverOp
     const words = line.slice(2).trim().split(/[ \t]+/)
     const interpreter = words[0] ?? ''
     if (line.endsWith('\r')) {
-      const shown = line.slice(2).trim().split(/[ \t]+/).at(-1) ?? ''
-      throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify(shown + '\r')}: CRLF line endings in ${scriptFilename}`)
+      throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify((words.at(-1) ?? '') + '\r')}: CRLF line endings in ${scriptFilename}`)
     }
     if (!path.isAbsolute(interpreter)) throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify(interpreter)} in the #! line of ${scriptFilename}`)
     if (!await isExecutableFile(interpreter)) {
       throw new BadGatewayError(`cgi: bad interpreter ${JSON.stringify(interpreter)} (not an executable file) in the #! line of ${scriptFilename}`)
     }
     // `#!/usr/bin/env name`: env looks name up on the run's PATH, so it must be there.
+    let envTarget: string | null = null
     if (path.basename(interpreter) === 'env' && words[1] !== undefined && !words[1].startsWith('-')) {
-      if (await lookUpProgram(words[1]) === null) {
+      envTarget = await lookUpProgram(words[1])
+      if (envTarget === null) {
         throw new BadGatewayError(`cgi: bad interpreter "${words[1]}" (not found on PATH ${SAFE_PATH}) in the #! line of ${scriptFilename}`)
       }
     }
     if (isPhpCgi(interpreter)) return {argv: [interpreter], readPaths: []}
     // `#!/usr/bin/python3` or `#!/usr/bin/env python3`, no flags: what a zygote of that python reproduces.
     const viaEnv = path.basename(interpreter) === 'env' && words.length === 2
-    const python = words.length === 1 ? interpreter : viaEnv ? await lookUpProgram(words[1]!) : null
+    const python = words.length === 1 ? interpreter : viaEnv ? envTarget : null
     const warm = python !== null ? warmPythonOf([python, scriptFilename], scriptFilename, viaEnv ? words[1]! : python) : null
     return {argv: [scriptFilename], readPaths: [interpreter], warm}
   }
 
-  function cachedShebangCommand(scriptFilename: string, key: string, line: string): Promise<Command> {
+  function commandByShebang(scriptFilename: string, key: string): Promise<Command | null> {
     const cached = shebangCommands.get(scriptFilename)
     if (cached?.key === key && Date.now() - cached.checkedAtMs < missingRecheckMs) return cached.command
-    const command = shebangCommand(scriptFilename, line)
+    const command = readFirstLine(scriptFilename).then((line) => line === null ? null : shebangCommand(scriptFilename, line))
     shebangCommands.set(scriptFilename, {key, checkedAtMs: Date.now(), command})
     command.catch(() => shebangCommands.delete(scriptFilename)) // a bad line is checked (and logged) every time
     return command
-  }
-
-  // The first line of a file when it starts with `#!`, else null; cached per version (mtime, size, inode).
-  function readShebang(file: string, key: string): Promise<string | null> {
-    const cached = shebangs.get(file)
-    if (cached?.key === key) return cached.line
-    const line = readFirstLine(file)
-    shebangs.set(file, {key, line})
-    line.catch(() => shebangs.delete(file))
-    return line
   }
 
   // Resolves a command once; a missing one is looked up again after missingRecheckMs.
