@@ -132,7 +132,7 @@ export function planRun(runner: LevelRunner, request: RunRequest): PlannedRun {
             }
             if (tempDir !== null) await runner.temp?.remove(tempDir)
             // What a run of its own uid left in the shared temp directories goes with it (rlimit sees the host's).
-            if (poolUid !== null && empty && startedTempState !== null) removeFilesOfUid(poolUid, startedTempState)
+            if (poolUid !== null && empty && startedTempState !== null) await removeFilesOfUid(poolUid, startedTempState)
           } catch {
             // Best effort; leftovers are removed at the next startup.
           }

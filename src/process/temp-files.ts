@@ -49,22 +49,17 @@ export function createTempDirs(root: string, shared: readonly string[] = SHARED_
 // Removes the entries owned by `uid` directly inside each shared temp directory whose mtime moved since `before`
 // (an entry was created, renamed or removed there). Symlinks are removed, never followed; a directory of that uid
 // goes with its contents. Only for uids no other live process has (a pool uid after its run was killed).
-export function removeFilesOfUid(uid: number, before: TempSnapshot): number {
+export async function removeFilesOfUid(uid: number, before: TempSnapshot): Promise<number> {
   let removed = 0
   for (const [dir, mtimeMs] of before) {
-    const stats = fs.statSync(dir, {throwIfNoEntry: false})
+    const stats = await fs.promises.stat(dir).catch(() => undefined)
     if (stats === undefined || stats.mtimeMs === mtimeMs) continue
-    let names: string[]
-    try {
-      names = fs.readdirSync(dir)
-    } catch {
-      continue
-    }
+    const names = await fs.promises.readdir(dir).catch((): string[] => [])
     for (const name of names) {
       const entry = path.join(dir, name)
-      const entryStats = fs.lstatSync(entry, {throwIfNoEntry: false})
+      const entryStats = await fs.promises.lstat(entry).catch(() => undefined)
       if (entryStats === undefined || entryStats.uid !== uid) continue
-      fs.rmSync(entry, {recursive: true, force: true})
+      await fs.promises.rm(entry, {recursive: true, force: true})
       removed++
     }
   }
