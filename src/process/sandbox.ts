@@ -11,6 +11,7 @@ import {createCgroupManager, type CgroupManager} from './cgroup.js'
 import type {Launcher} from './launcher.js'
 import {planRun, type Identity, type LevelRunner} from './plan-run.js'
 import type {PlannedRun, WarmPython} from './run-plan.js'
+import {startRun} from './run.js'
 import type {RuntimeDir} from './runtime-dir.js'
 import {createTempDirs} from './temp-files.js'
 import {createUidPool, lookupUser, validateUidPoolIsUnused} from './uid-pool.js'
@@ -247,38 +248,28 @@ function bwrapUsers(identities: Identities): BwrapUsers {
   return {firstUid: uid, count: 1, gidOf: () => gid, extra}
 }
 
+const PROBE_LIMITS: Limits = {timeoutMs: PROBE_TIMEOUT_MS, killGraceMs: 0, maxOutputBytes: 1024, maxBodyBytes: 0,
+  maxHeaderBytes: 256, cpuSeconds: 5, memoryBytes: 256 * 1024 * 1024, maxProcesses: 16, maxFileBytes: 1024 * 1024,
+  maxOpenFiles: 64, tmpBytes: 1024 * 1024, maxStderrBytes: 4096}
+
 // Runs /bin/true through the launcher at a level; null when it exited 0, else the first line of what went wrong.
 async function probeRun(launcher: Launcher, runner: LevelRunner, identity: Identity): Promise<string | null> {
   let planned: PlannedRun
   try {
     planned = planRun({...runner, temp: null}, {
-      argv: ['/bin/true'], env: {PATH: '/usr/bin:/bin'}, cwd: PROBE_CWD, identity,
-      limits: {timeoutMs: PROBE_TIMEOUT_MS, killGraceMs: 0, maxOutputBytes: 0, maxBodyBytes: 0, maxHeaderBytes: 256,
-        cpuSeconds: 5, memoryBytes: 256 * 1024 * 1024, maxProcesses: 16, maxFileBytes: 1024 * 1024, maxOpenFiles: 64,
-        tmpBytes: 1024 * 1024, maxStderrBytes: 4096},
+      argv: ['/bin/true'], env: {PATH: '/usr/bin:/bin'}, cwd: PROBE_CWD, identity, limits: PROBE_LIMITS,
       readPaths: [], writePaths: [], warm: null,
     })
   } catch (error) {
     return (error as Error).message
   }
-  const launched = launcher.launch(planned.plan)
-  launched.stdin.end()
-  let stderr = ''
-  launched.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  launched.stdout.resume()
-  launched.stdout.on('error', () => {})
-  launched.stderr.on('error', () => {})
-  const timer = setTimeout(() => {
-    launched.signal('SIGKILL')
-    planned.control.sweep()
-  }, PROBE_TIMEOUT_MS)
-  const exit = await launched.exit
-  clearTimeout(timer)
-  await planned.control.cleanup(exit)
-  if (exit.failure !== null) return `${exit.failure.stage}: ${exit.failure.message}`
-  if (exit.code === 0) return null
-  await new Promise((resolve) => setImmediate(resolve))
-  return stderr.trim().split('\n')[0] || `exit ${exit.code ?? exit.signal}`
+  // A run like any other (deadline, kill, cleanup), its output read and dropped.
+  const run = startRun(launcher, planned, {limits: PROBE_LIMITS, body: null})
+  run.stdout.resume()
+  const outcome = await run.finished
+  if (outcome.failure !== null) return `${outcome.failure.stage}: ${outcome.failure.message}`
+  if (outcome.code === 0) return null
+  return outcome.stderr.trim().split('\n')[0] || `exit ${outcome.code ?? outcome.signal}`
 }
 
 // "sandbox: <level> (<what is enforced>; …)": the startup line of a level.
