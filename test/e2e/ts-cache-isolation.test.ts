@@ -37,6 +37,8 @@ test('a page under bwrap cannot list or read the other pages in the .ts cache', 
   const response = await fetch(`${server.url}peek.ts`)
   expect(response.status).toBe(200)
   const {found, listing} = JSON.parse(await response.text()) as {found: string; listing: string[]}
+  // It did look where the other pages' code would be: its own compiled file is there, and nothing else of the cache.
+  expect(listing.some((name) => name.startsWith('peek-'))).toBe(true)
   expect(found).toBe('nothing')
   expect(listing.some((name) => name.startsWith('secret-'))).toBe(false)
 })

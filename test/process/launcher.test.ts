@@ -192,8 +192,11 @@ describe('a stranger on the launcher socket (a script sharing cgibox\'s uid)', (
     const socketPath = socketOf(socketDir)
     await send(socketPath, Buffer.concat([header, plan]))
     await send(socketPath, Buffer.concat([Buffer.from('CGBO'), Buffer.alloc(16)]))
-    // The launcher still works for the server, and the stranger's plan never ran.
+    // The launcher still works for the server, and the stranger's plan never ran: once the launcher has no child
+    // left (a run it had accepted would be one until its touch was done), there is no marker.
     expect((await collect(launcher.launch({...BASE, argv: ['/bin/echo', 'ok']}))).stdout).toBe('ok\n')
+    const pid = launcherPid(socketDir)
+    await expect.poll(() => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim(), {timeout: 5_000}).toBe('')
     expect(fs.existsSync(marker)).toBe(false)
   })
 
