@@ -5,6 +5,7 @@ import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import bcrypt from 'bcryptjs'
 import {describe, expect, test} from 'vitest'
+import {rawGet} from '../helpers/http.js'
 import {parseEnvDump, startTestServer, type TestServer} from '../helpers/server.js'
 import {makeTempDir} from '../helpers/temp-dir.js'
 
@@ -79,10 +80,12 @@ describe('a location with auth', () => {
 
   test('other spellings of the path are the same location (%-encoding, double slashes)', async () => {
     const {server} = await protectedServer('/cgi-bin/')
-    for (const spelling of ['/cgi-bin/env.py', '//cgi-bin//env.py', '/%63gi-bin/env.py', '/htbin/../cgi-bin/env.py']) {
+    for (const spelling of ['/cgi-bin/env.py', '//cgi-bin//env.py', '/%63gi-bin/env.py']) {
       const response = await fetch(`${server.url.slice(0, -1)}${spelling}`)
-      expect([401, 403], spelling).toContain(response.status)
+      expect(response.status, spelling).toBe(401)
     }
+    // A `..` segment never gets that far: the path policy refuses it.
+    expect((await rawGet(server.port, '/htbin/../cgi-bin/env.py')).status).toBe(403)
   })
 
   test('a local redirect into the location needs the credentials too', async () => {

@@ -115,8 +115,14 @@ describe('descriptors: the connection cap and the header timeout', () => {
     }
     // The first new connection found the server at its cap and closed the oldest idle one; each later one found a
     // free place again (the one before it had closed), so nothing else was closed.
-    const states = await Promise.all(closed.map((done) => Promise.race([done.then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 200, 'open'))])))
-    expect(states).toEqual(['closed', ...Array(19).fill('open')])
+    // The oldest is closed (within a bound); every other one still answers a request, so none was closed late.
+    const oldest = await Promise.race([closed[0]!.then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 5_000, 'open'))])
+    expect(oldest).toBe('closed')
+    for (const socket of idle.slice(1)) {
+      socket.write('GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n')
+      const answer = await readUntil(socket, (data) => data.includes('\r\n\r\n'), 5_000)
+      expect(answer.toString('latin1')).toMatch(/^HTTP\/1\.1 200 /)
+    }
   })
 
   test('a connection that sends half a request line and stops is closed after headersTimeoutMs', async () => {

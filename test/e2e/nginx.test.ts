@@ -174,7 +174,8 @@ describe.skipIf(NGINX === null)('two cgibox instances behind nginx (deploy/nginx
     const drainHealth = await pollHealth(a.url)
     const code = await withTimeout(a.exited, EXIT_TIMEOUT_MS, 'the instance given SIGTERM did not exit')
     const servedUntilExit = results.length
-    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    // Traffic goes on after the instance has gone: a few more answers (from b) before the stream stops.
+    await expect.poll(() => results.length, {timeout: 10_000, interval: 20}).toBeGreaterThan(servedUntilExit + 4)
     await stopStreaming()
 
     const failed = results.filter((result) => result.status !== 200)
