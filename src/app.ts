@@ -223,7 +223,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       }
       case 'directory': {
         // Uploads where the directory's location (or the server) accepts them.
-        const upload = (current.router.locationOf(pathname) ?? current.config).upload
+        const upload = (route.location ?? current.config).upload
         if (line.method === 'POST' && upload) {
           line.state.kind = 'upload'
           return receiveUpload(req, res, route.dirPath, {

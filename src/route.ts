@@ -19,6 +19,6 @@ export interface ScriptRoute {
 
 export type Route =
   | {readonly kind: 'static'; readonly filePath: string}
-  | {readonly kind: 'directory'; readonly dirPath: string; readonly urlPath: string}
+  | {readonly kind: 'directory'; readonly dirPath: string; readonly urlPath: string; readonly location: Location | null}
   | {readonly kind: 'redirect'; readonly location: string}
   | {readonly kind: 'script'; readonly script: ScriptRoute}

@@ -66,16 +66,17 @@ export async function createRouter(config: Config, onWarning: (message: string) 
     .sort((a, b) => b.segments.length - a.segments.length)
   const scriptExtensions = new Set(config.pageExtensions)
   await Promise.all(config.locations.map(validateProgram))
-  const locationOf = (segments: readonly string[]) =>
-    locations.find((entry) => entry.segments.every((part, index) => segments[index] === part))?.location ?? null
+  const entryOf = (segments: readonly string[]) =>
+    locations.find((entry) => entry.segments.every((part, index) => segments[index] === part))
   return {
     documentRoot: roots.htdocs,
     hasAuth: config.locations.some((location) => location.auth !== null),
-    locationOf: (rawPath) => locationOf(splitUrlPath(rawPath).segments),
+    locationOf: (rawPath) => entryOf(splitUrlPath(rawPath).segments)?.location ?? null,
     async resolveRoute(rawPath) {
       const {segments, trailingSlash} = splitUrlPath(rawPath)
-      const location = locationOf(segments)
-      if (location?.program) return programRoute(location, location.program, segments, trailingSlash)
+      const entry = entryOf(segments)
+      const location = entry?.location ?? null
+      if (entry?.location.program) return programRoute(entry.location, entry.location.program, entry.segments.length, segments, trailingSlash)
       if (segments.length > 0 && CGI_PREFIXES.includes(segments[0]!)) {
         return cgiBinRoute(roots, location, segments, trailingSlash)
       }
@@ -91,8 +92,7 @@ async function validateProgram(location: Location): Promise<void> {
   if (!await isExecutableFile(program)) throw new TypeError(`Expected the \`${location.option}.program\` option to be an executable file, got \`${program}\``)
 }
 
-function programRoute(location: Location, program: string, segments: readonly string[], trailingSlash: boolean): Route {
-  const depth = prefixSegments(location.prefix).length
+function programRoute(location: Location, program: string, depth: number, segments: readonly string[], trailingSlash: boolean): Route {
   const script: ScriptRoute = {
     scriptName: '/' + segments.slice(0, depth).join('/'),
     pathInfo: joinPathInfo(segments.slice(depth), trailingSlash),
@@ -121,7 +121,7 @@ async function htdocsRoute(
     if (roots.cgiBin !== null && isInside(roots.cgiBin, dirPath)) throw new NotFoundError('path: the script directory is not served from htdocs')
     const urlPath = '/' + segments.map(encodeURIComponent).join('/') + (segments.length > 0 ? '/' : '')
     if (segments.length > 0 && !trailingSlash) return {kind: 'redirect', location: urlPath}
-    return {kind: 'directory', dirPath, urlPath: segments.length > 0 ? '/' + segments.join('/') + '/' : '/'}
+    return {kind: 'directory', dirPath, urlPath: segments.length > 0 ? '/' + segments.join('/') + '/' : '/', location}
   }
   if (roots.cgiBin !== null && isInside(roots.cgiBin, found.realPath)) throw new NotFoundError('path: script sources are never served')
   if (scriptExtensions.has(path.extname(found.realPath).toLowerCase())) {

@@ -100,8 +100,8 @@ describe('resolveRoute over the fixture tree', () => {
   }
 
   test.each<[string, Route]>([
-    ['/', {kind: 'directory', dirPath: HTDOCS, urlPath: '/'}],
-    ['/noindex/', {kind: 'directory', dirPath: path.join(HTDOCS, 'noindex'), urlPath: '/noindex/'}],
+    ['/', {kind: 'directory', dirPath: HTDOCS, urlPath: '/', location: null}],
+    ['/noindex/', {kind: 'directory', dirPath: path.join(HTDOCS, 'noindex'), urlPath: '/noindex/', location: null}],
     ['/noindex', {kind: 'redirect', location: '/noindex/'}],
     ['//noindex', {kind: 'redirect', location: '/noindex/'}],
     ['/sub', {kind: 'redirect', location: '/sub/'}],
