@@ -81,7 +81,8 @@ def load_prctl():
 PRCTL = load_prctl()
 
 
-# What a zygote starts with: the environment a run's python starts with, minus what differs per run.
+# What a zygote starts with: the environment a run's python starts with, minus what differs per run. Its LANG is
+# ZYGOTE_LOCALE in plan-run.ts (runs in another locale are exec'd): keep them equal.
 ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
 # A zygote's forks share what python3 fixes at start-up (the str hash seed): a zygote serves this many runs, or this
 # many seconds, then a fresh one takes over and the old one exits once its runs have ended.

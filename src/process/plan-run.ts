@@ -11,7 +11,7 @@ import {removeFilesOfUid, type TempDirs} from './temp-files.js'
 import type {UidPool} from './uid-pool.js'
 
 /** Extra pids a bwrap run uses for itself (the outer bwrap and the namespace's init), added to maxProcesses. */
-export const BWRAP_OWN_PROCESSES = 2
+const BWRAP_OWN_PROCESSES = 2
 /**
  * bwrap's own two processes keep their fds 0-2 open until the run ends, so a script that closes its stdout and
  * lingers would hold the response open until the deadline. The run's stdout therefore reaches bwrap as fd 3 (fd 1 is
@@ -37,7 +37,7 @@ export interface LevelRunner {
 }
 
 // One run as the caller asks for it.
-export interface RunRequest {
+interface RunRequest {
   readonly argv: readonly string[]
   readonly env: Readonly<Record<string, string>>
   readonly cwd: string
@@ -51,12 +51,12 @@ export interface RunRequest {
   readonly warm?: WarmPython | null
 }
 
-/** The locale a zygote starts with; a run whose environment picks another (or sets PYTHON*) is exec'd. */
-export const ZYGOTE_LOCALE = 'C.UTF-8'
+/** The locale a zygote starts with (ZYGOTE_ENV in launcher.py: keep them equal); a run whose environment picks another (or sets PYTHON*) is exec'd. */
+const ZYGOTE_LOCALE = 'C.UTF-8'
 
 // Whether a fresh python3 in this environment would start exactly as the zygote did: no PYTHON* variable (PYTHONPATH,
 // PYTHONUNBUFFERED, PYTHONHASHSEED…), and the zygote's locale (it picks the encodings of the standard streams).
-export function isWarmEnvironment(env: Readonly<Record<string, string>>): boolean {
+function isWarmEnvironment(env: Readonly<Record<string, string>>): boolean {
   if (env.LANG !== ZYGOTE_LOCALE || env.LC_ALL !== undefined || env.LC_CTYPE !== undefined) return false
   return !Object.keys(env).some((name) => name.startsWith('PYTHON'))
 }

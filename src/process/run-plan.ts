@@ -2,7 +2,6 @@
 // between fork and exec (launcher.py), run.ts supervises the result. No module here decides policy by itself.
 import type {Rlimits} from './rlimits.js'
 
-export type {Rlimit, RlimitName, Rlimits} from './rlimits.js'
 
 /** A limit the kernel enforced on a run, as far as cgibox can tell afterwards. */
 export type ResourceLimit = 'memory' | 'processes' | 'cpu' | 'file-size'

@@ -20,7 +20,7 @@ export interface RuntimeDir {
 }
 
 /** A directory cgibox cannot set up: its own fault, never the script's, so the message names the path. */
-export class SetupError extends Error {
+class SetupError extends Error {
   constructor(message: string, options?: {cause?: unknown}) {
     super(`setup: ${message}`, options)
     this.name = 'SetupError'

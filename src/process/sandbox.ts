@@ -18,7 +18,7 @@ import {createUidPool, lookupUser, validateUidPoolIsUnused} from './uid-pool.js'
 import {isExecutableFileSync} from '../executable.js'
 
 /** Strength order of the levels: a location requiring `rlimit` is satisfied by `bwrap`. */
-export const SANDBOX_STRENGTH: Readonly<Record<SandboxLevel, number>> = {none: 0, rlimit: 1, bwrap: 2}
+const SANDBOX_STRENGTH: Readonly<Record<SandboxLevel, number>> = {none: 0, rlimit: 1, bwrap: 2}
 /** Working directory of the probe runs: visible in every level without a bind. */
 const PROBE_CWD = '/usr'
 const PROBE_TIMEOUT_MS = 10_000

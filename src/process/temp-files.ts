@@ -5,10 +5,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 
 /** The world-writable directories every process on the host can leave files in. */
-export const SHARED_TEMP_DIRS: readonly string[] = ['/tmp', '/var/tmp', '/dev/shm']
+const SHARED_TEMP_DIRS: readonly string[] = ['/tmp', '/var/tmp', '/dev/shm']
 
 /** The mtimes of the shared temp directories when a run started: unchanged ones need no sweep afterwards. */
-export type TempSnapshot = ReadonlyMap<string, number>
+type TempSnapshot = ReadonlyMap<string, number>
 
 export interface TempDirs {
   /** A new private directory for one run, owned by uid/gid (null: the server's own), mode 0700. */
