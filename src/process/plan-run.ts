@@ -51,7 +51,10 @@ interface RunRequest {
   readonly warm?: WarmPython | null
 }
 
-/** The locale a zygote starts with (ZYGOTE_ENV in launcher.py: keep them equal); a run whose environment picks another (or sets PYTHON*) is exec'd. */
+/**
+ * The locale a zygote starts with (ZYGOTE_ENV in launcher.py: keep them equal); a run whose environment picks another
+ * (or sets PYTHON*) is exec'd.
+ */
 const ZYGOTE_LOCALE = 'C.UTF-8'
 
 // Whether a fresh python3 in this environment would start exactly as the zygote did: no PYTHON* variable (PYTHONPATH,
