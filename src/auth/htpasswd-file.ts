@@ -53,7 +53,7 @@ export async function openHtpasswdFile({path, checkIntervalMs, onError}: Htpassw
       const failed = next ?? `error:${reasonOf(error)}`
       if (failed === seen) return
       seen = failed
-      onError(`auth: keeping the last good contents of the htpasswd file \`${path}\`: ${error instanceof Error ? error.message : String(error)}`)
+      onError(`htpasswd file \`${path}\`: ${error instanceof Error ? error.message : String(error)}`)
     }
   }
 
