@@ -102,39 +102,31 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
     if (value !== null) pid = value
   })
 
-  const run: Run = {
-    get pid() { return pid },
-    stdout: launched.stdout.pipe(createByteCap({
-      limit: limits.maxOutputBytes,
-      onExceed: () => run.kill('output-cap'),
-      onEnd: async () => {
-        const exit = await Promise.race([run.ended, new Promise<null>((resolve) => setTimeout(resolve, EXIT_WAIT_MS, null).unref())])
-        if (killReason !== null) return new Error(`run: ended by cgibox (${killReason})`)
-        return exit?.signal != null ? new Error(`run: died of ${exit.signal}`) : null
-      },
-    })),
-    get killReason() { return killReason },
-    get bytesOut() { return (run.stdout as ReturnType<typeof createByteCap>).bytes },
-    kill(reason) {
-      // A run whose direct child has exited was not killed: its record must not name a reason.
-      if (killReason !== null || !running) return
-      killReason = reason // recorded before the kill, so whoever sees the exit sees the reason (execa ??=)
-      if (control.graceMs === 0) {
-        killHard()
-        return
-      }
-      launched.signal('SIGTERM')
-      graceTimer = setTimeout(killHard, control.graceMs)
-      graceTimer.unref()
+  const stdout = launched.stdout.pipe(createByteCap({
+    limit: limits.maxOutputBytes,
+    onExceed: () => kill('output-cap'),
+    onEnd: async () => {
+      const exit = await Promise.race([ended, new Promise<null>((resolve) => setTimeout(resolve, EXIT_WAIT_MS, null).unref())])
+      if (killReason !== null) return new Error(`run: ended by cgibox (${killReason})`)
+      return exit?.signal != null ? new Error(`run: died of ${exit.signal}`) : null
     },
-    ended: null as unknown as Promise<RunExit>,
-    released: null as unknown as Promise<void>,
-    finished: null as unknown as Promise<RunOutcome>,
+  }))
+  function kill(reason: KillReason): void {
+    // A run whose direct child has exited was not killed: its record must not name a reason.
+    if (killReason !== null || !running) return
+    killReason = reason // recorded before the kill, so whoever sees the exit sees the reason (execa ??=)
+    if (control.graceMs === 0) {
+      killHard()
+      return
+    }
+    launched.signal('SIGTERM')
+    graceTimer = setTimeout(killHard, control.graceMs)
+    graceTimer.unref()
   }
-  launched.stdout.on('error', (error) => run.stdout.destroy(error))
+  launched.stdout.on('error', (error) => stdout.destroy(error))
 
-  const deadline = setTimeout(() => run.kill('deadline'), limits.timeoutMs)
-  const onClientGone = () => run.kill('client-gone')
+  const deadline = setTimeout(() => kill('deadline'), limits.timeoutMs)
+  const onClientGone = () => kill('client-gone')
   options.clientGone?.addEventListener('abort', onClientGone, {once: true})
   if (options.clientGone?.aborted) onClientGone()
 
@@ -142,7 +134,7 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
   const {body} = options
   if (body !== null) {
     body.on('data', (chunk: Buffer) => { bytesIn += chunk.length })
-    body.once('error', () => run.kill('body-idle')) // the client stopped sending the body it announced
+    body.once('error', () => kill('body-idle')) // the client stopped sending the body it announced
     body.pipe(launched.stdin)
     launched.stdin.on('error', () => {
       body.unpipe(launched.stdin)
@@ -154,7 +146,7 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
   }
   const stderr = collectStderr(launched.stderr, limits.maxStderrBytes)
 
-  const ended = launched.exit.then((exit) => {
+  const exited = launched.exit.then((exit) => {
     running = false
     clearTimeout(deadline)
     clearTimeout(graceTimer)
@@ -163,18 +155,17 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
     if (pid > 0) signalGroup(pid, 'SIGKILL')
     return {exit, status: planned.exitCodesAreSignals ? signalFromExitCode(exit.code, exit.signal) : {code: exit.code, signal: exit.signal}}
   })
-  ;(run as {ended: Promise<RunExit>}).ended = ended.then(({status}) => status)
+  const ended = exited.then(({status}) => status)
   const stdoutDone = new Promise<void>((resolve) => {
-    run.stdout.once('close', resolve)
-    run.stdout.once('error', () => resolve())
+    stdout.once('close', resolve)
+    stdout.once('error', () => resolve())
   })
-  const cleaned = ended.then(async ({exit, status}) => {
+  const cleaned = exited.then(async ({exit, status}) => {
     const limitHit = await control.cleanup(status)
     LIVE_RUNS.delete(killAtExit)
     return {exit, status, limitHit, ms: Math.round(performance.now() - started)}
   })
-  ;(run as {released: Promise<void>}).released = cleaned.then(() => {})
-  ;(run as {finished: Promise<RunOutcome>}).finished = cleaned.then(async ({exit, status, limitHit, ms}) => {
+  const finished = cleaned.then(async ({exit, status, limitHit, ms}): Promise<RunOutcome> => {
     await stdoutDone
     return {
       ...status,
@@ -184,12 +175,21 @@ export function startRun(launcher: Launcher, planned: PlannedRun, options: RunOp
       failure: exit.failure,
       ms,
       bytesIn,
-      bytesOut: run.bytesOut,
+      bytesOut: stdout.bytes,
       stderr: await stderr,
       warm: exit.warm,
     }
   })
-  return run
+  return {
+    get pid() { return pid },
+    stdout,
+    get killReason() { return killReason },
+    get bytesOut() { return stdout.bytes },
+    kill,
+    ended,
+    released: cleaned.then(() => {}),
+    finished,
+  }
 }
 
 // Keeps the first `max` bytes of stderr for the log and drains the rest (a flood must not block the script).
