@@ -92,7 +92,7 @@ export function planRun(runner: LevelRunner, request: RunRequest): PlannedRun {
       extraProcesses: level === 'bwrap' ? BWRAP_OWN_PROCESSES : 0,
     })
     plan = {
-      argv: runner.bwrap !== null && level === 'bwrap' ? bwrapArgv(runner, request, uid, gid) : request.argv,
+      argv: runner.bwrap !== null ? bwrapArgv(runner.bwrap, runner.sh, request, uid, gid) : request.argv, // set at bwrap only
       env: tempDir === null ? request.env : {...request.env, TMPDIR: tempDir},
       cwd: request.cwd,
       uid,
@@ -150,16 +150,16 @@ export function planRun(runner: LevelRunner, request: RunRequest): PlannedRun {
 }
 
 // bwrap … sh -c RESTORE_STDOUT argv: the run's own paths bound at their host paths, the rest of the view shared.
-function bwrapArgv(runner: LevelRunner, request: RunRequest, uid: number | null, gid: number | null): string[] {
-  const {bwrap} = runner
-  return [bwrap!.path, ...buildBwrapArgs(bwrap!.view, {
+function bwrapArgv(bwrap: NonNullable<LevelRunner['bwrap']>, sh: string, request: RunRequest, uid: number | null,
+  gid: number | null): string[] {
+  return [bwrap.path, ...buildBwrapArgs(bwrap.view, {
     uid: uid ?? process.getuid?.() ?? 0,
     gid: gid ?? process.getgid?.() ?? 0,
     cwd: request.cwd,
     tmpBytes: request.limits.tmpBytes,
     readOnlyPaths: request.readPaths,
     writablePaths: request.writePaths,
-    argv: [runner.sh, '-c', RESTORE_STDOUT, 'cgibox-run', ...request.argv],
+    argv: [sh, '-c', RESTORE_STDOUT, 'cgibox-run', ...request.argv],
   })]
 }
 

@@ -155,7 +155,7 @@ function createIdentities(config: Config, root: boolean) {
     if (!root) throw new Error(`sandbox: \`${location.option}.user\` needs cgibox to run as root (scripts run as its own uid otherwise)`)
     userIdentity(location.user, `${location.option}.user`)
   }
-  let pool: Identity | null = null
+  let pool: Extract<Identity, {kind: 'pool'}> | null = null
   if (root && config.uidPoolSize > 0) {
     validateUidPoolIsUnused(config.uidPoolStart, config.uidPoolSize)
     pool = {kind: 'pool', pool: createUidPool(config.uidPoolStart, config.uidPoolSize)}
@@ -241,7 +241,7 @@ function bwrapUsers(identities: Identities): BwrapUsers {
     ? [{name: identity.name, uid: identity.uid, gid: identity.gid}]
     : [])
   const pool = identities.pool
-  if (pool?.kind === 'pool') return {firstUid: pool.pool.start, count: pool.pool.size, gidOf: (uid) => uid, extra}
+  if (pool !== null) return {firstUid: pool.pool.start, count: pool.pool.size, gidOf: (uid) => uid, extra}
   const fallback = identities.forLevel('bwrap', null)
   const uid = fallback.kind === 'user' ? fallback.uid : process.getuid?.() ?? 0
   const gid = fallback.kind === 'user' ? fallback.gid : process.getgid?.() ?? 0
